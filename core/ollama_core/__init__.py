@@ -1,0 +1,3 @@
+"""ollama-core: a plugin-based, Ollama-compatible model server."""
+
+__version__ = "0.1.0"
