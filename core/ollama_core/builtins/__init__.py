@@ -1,0 +1,1 @@
+"""Built-in plugins: ordinary hook implementations that core ships and registers first."""

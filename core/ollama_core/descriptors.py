@@ -1,0 +1,228 @@
+"""What plugins hand to the core: cheap, immutable descriptors with lazy factories.
+
+Registration hooks return these objects. Building one must not import anything heavy
+(numpy, llama_cpp, litestar): the ``factory`` callables do that, and only when the core
+needs the object, so ``ollama --help`` stays fast with every plugin installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ollama_core.context import ServerContext
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model architecture a plugin understands.
+
+    ``gguf_architectures`` are values of the GGUF key ``general.architecture``;
+    ``hf_architectures`` are entries of a HF ``config.json`` ``architectures`` list.
+    ``renderer`` and ``parser`` name the prompt renderer and output parser used for
+    models of this architecture when the model's config names none.
+    """
+
+    name: str
+    gguf_architectures: tuple[str, ...] = ()
+    hf_architectures: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    renderer: str | None = None
+    parser: str | None = None
+
+
+class ProgressCallback(Protocol):
+    """Receives human-readable progress: a status line and optional byte counts."""
+
+    def __call__(self, status: str, *, completed: int | None = None, total: int | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What a converter produced: the model GGUF and, for multimodal models, a projector GGUF."""
+
+    model_path: Path
+    projector_path: Path | None = None
+    notes: tuple[str, ...] = ()
+
+
+class Converter(Protocol):
+    """Turns a HF safetensors checkpoint directory into GGUF files."""
+
+    def convert(
+        self, source: Path, output_dir: Path, *, file_type: str, progress: ProgressCallback
+    ) -> ConversionResult:
+        """Convert ``source`` into files under ``output_dir`` at ``file_type`` (``F32``, ``F16``, ``BF16``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConverterSpec:
+    """Announces a converter for the HF ``architectures`` it handles."""
+
+    name: str
+    hf_architectures: tuple[str, ...]
+    factory: Callable[[], Converter]
+
+
+@dataclass(frozen=True)
+class ReferenceOutput:
+    """What a reference forward pass computed for one input.
+
+    ``final`` is the model's output for the input (a pooled embedding, or the last position's
+    logits); ``layers`` optionally holds each layer's hidden states (tokens x width) so a
+    mismatch can be located.
+    """
+
+    final: Any
+    layers: tuple[Any, ...] = ()
+
+
+class ReferenceModel(Protocol):
+    """A small, exact implementation of an architecture's forward pass (e.g. in numpy)."""
+
+    def run(self, token_ids: Sequence[int]) -> ReferenceOutput: ...
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """Announces a reference forward pass for HF ``architectures``; ``factory(checkpoint_dir)`` loads it."""
+
+    name: str
+    hf_architectures: tuple[str, ...]
+    factory: Callable[[Path], ReferenceModel]
+
+
+class TokenizerConverter(Protocol):
+    """Reads HF tokenizer files and returns GGUF ``tokenizer.*`` metadata."""
+
+    def gguf_metadata(self, source: Path) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Announces a tokenizer converter, chosen by architecture name."""
+
+    name: str
+    architectures: tuple[str, ...]
+    factory: Callable[[], TokenizerConverter]
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Everything a renderer may use to build a prompt for one chat or generate request."""
+
+    messages: Sequence[Mapping[str, Any]]
+    tools: Sequence[Mapping[str, Any]] | None = None
+    think: bool | str | None = None
+    add_generation_prompt: bool = True
+    chat_template: str | None = None
+    go_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt ready to tokenize. ``add_bos`` says whether the tokenizer must still add BOS."""
+
+    text: str
+    add_bos: bool = False
+
+
+class Renderer(Protocol):
+    """Turns a chat (messages, tools, thinking choice) into prompt text."""
+
+    def render(self, request: RenderRequest) -> RenderedPrompt: ...
+
+
+@dataclass(frozen=True)
+class RendererSpec:
+    """Announces a renderer, chosen by name (a model's ``renderer``) or by architecture."""
+
+    name: str
+    factory: Callable[[], Renderer]
+    architectures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """One piece of parsed model output: ``kind`` is ``content``, ``thinking`` or ``tool_call``."""
+
+    kind: str
+    text: str = ""
+    tool_call: Mapping[str, Any] | None = None
+
+
+class Parser(Protocol):
+    """A streaming output parser for one response: feed pieces, then finish."""
+
+    def feed(self, text: str) -> list[ParsedEvent]: ...
+
+    def finish(self) -> list[ParsedEvent]: ...
+
+
+@dataclass(frozen=True)
+class ParserSpec:
+    """Announces an output parser; ``factory(tools, think)`` makes one per response."""
+
+    name: str
+    factory: Callable[[Sequence[Mapping[str, Any]] | None, bool], Parser]
+    architectures: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Device:
+    """One compute device a backend can place model layers on."""
+
+    backend: str
+    id: str
+    name: str
+    total_memory: int
+    free_memory: int
+    compute: str = ""
+    driver: str = ""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend can be used here, and why not when it cannot."""
+
+    available: bool
+    reason: str = ""
+    devices: tuple[Device, ...] = ()
+
+
+class Backend(Protocol):
+    """A compute backend: discovers its devices."""
+
+    name: str
+
+    def status(self) -> BackendStatus: ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Announces a compute backend; ``priority`` orders backends (higher is tried first)."""
+
+    name: str
+    factory: Callable[[], Backend]
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ApiSurface:
+    """A set of HTTP routes to mount on the server.
+
+    ``factory(context)`` returns Litestar route handlers, controllers or routers. It is
+    called once when the app is built, after every plugin is loaded.
+    """
+
+    name: str
+    factory: Callable[[ServerContext], Iterable[Any]]
+    description: str = ""
