@@ -1,0 +1,1 @@
+"""ModernBERT embedding models for ollama-core: conversion, tokenizer metadata, reference and verification."""
