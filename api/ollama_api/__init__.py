@@ -1,0 +1,1 @@
+"""The HTTP API of ollama-core: a Litestar app composed from API-surface plugins."""

@@ -1,0 +1,1 @@
+"""The native ``/api/*`` surface, Ollama's own API."""
