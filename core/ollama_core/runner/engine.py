@@ -1,0 +1,837 @@
+"""The engine inside a runner process: one llama.cpp context, a slot per parallel sequence, one batch loop.
+
+Every loop iteration builds one ``llama_batch`` holding the next token of each generating
+sequence and prompt chunks of newly admitted ones, calls ``llama_decode`` once, samples each
+sequence that has logits and queues the resulting frames, which go out in one write.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from ollama_core.runner.protocol import (
+    Cancel,
+    Detokenize,
+    Done,
+    Embed,
+    Embeddings,
+    Error,
+    ErrorKind,
+    FrameEncoder,
+    Generate,
+    Load,
+    Metrics,
+    Ready,
+    Shutdown,
+    Text,
+    Token,
+    Tokenize,
+    Tokens,
+    ToRunner,
+)
+from ollama_core.runner.sampling import GrammarError, Sampler, resolve_grammar
+
+log = logging.getLogger(__name__)
+
+INPUT_TOO_LONG = "the input length exceeds the context length"
+KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+POOLING = {
+    "none": llama_cpp.LLAMA_POOLING_TYPE_NONE,
+    "mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+    "cls": llama_cpp.LLAMA_POOLING_TYPE_CLS,
+    "last": llama_cpp.LLAMA_POOLING_TYPE_LAST,
+    "rank": llama_cpp.LLAMA_POOLING_TYPE_RANK,
+}
+POOLING_NAMES = {value: name for name, value in POOLING.items()}
+MAX_EMBED_SEQS = 64
+REUSE_WEIGHT = 10
+"""How many cached tokens a reused prompt token is worth when choosing a slot: a request takes the free
+slot that saves the most prompt work without discarding much more of another conversation's cache."""
+
+
+class LoadError(Exception):
+    """The model or its context could not be set up."""
+
+
+class RequestFailed(Exception):
+    """A request cannot be served; ``kind`` ``invalid`` blames the input."""
+
+    def __init__(self, message: str, kind: ErrorKind = "invalid") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind: ErrorKind = kind
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (hyper-threads not counted)."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            physical = core = ""
+            for line in info:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    physical = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                    cores.add((physical, core))
+    except OSError:
+        pass
+    return max(1, min(allowed, len(cores) or allowed))
+
+
+class _Batch:
+    """A reusable ``llama_batch`` over numpy arrays, one sequence id per token."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.token = np.zeros(capacity, np.int32)
+        self.pos = np.zeros(capacity, np.int32)
+        self.n_seq_id = np.ones(capacity, np.int32)
+        self.seq = np.zeros(capacity, np.int32)
+        self.logits = np.zeros(capacity, np.int8)
+        int_p = ctypes.POINTER(ctypes.c_int32)
+        base = self.seq.ctypes.data
+        self._seq_rows = (int_p * capacity)(*[ctypes.cast(base + 4 * i, int_p) for i in range(capacity)])
+        self.struct = llama_cpp.llama_batch(
+            n_tokens=0,
+            token=self.token.ctypes.data_as(int_p),
+            embd=None,
+            pos=self.pos.ctypes.data_as(int_p),
+            n_seq_id=self.n_seq_id.ctypes.data_as(int_p),
+            seq_id=ctypes.cast(self._seq_rows, ctypes.POINTER(int_p)),
+            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+        )
+
+    def add_run(self, at: int, tokens: list[int], pos: int, seq_id: int, all_logits: bool) -> None:
+        """Place ``tokens`` of one sequence at batch index ``at``, positions from ``pos``."""
+        end = at + len(tokens)
+        self.token[at:end] = tokens
+        self.pos[at:end] = np.arange(pos, pos + len(tokens), dtype=np.int32)
+        self.seq[at:end] = seq_id
+        self.logits[at:end] = 1 if all_logits else 0
+
+
+class _Slot:
+    __slots__ = ("cache", "last_used", "seq", "seq_id")
+
+    def __init__(self, seq_id: int) -> None:
+        self.seq_id = seq_id
+        self.cache: list[int] = []
+        self.seq: _Sequence | None = None
+        self.last_used = 0
+
+
+class _Sequence:
+    """One generate request from admission to its Done frame."""
+
+    __slots__ = (
+        "decoder",
+        "fill",
+        "generated",
+        "held",
+        "id",
+        "limit",
+        "metrics",
+        "n_done",
+        "n_keep",
+        "out_index",
+        "pending",
+        "prompt",
+        "return_context",
+        "sampler",
+        "shift",
+        "slot",
+        "stop_max",
+        "stops",
+        "t_prompt",
+        "t_start",
+    )
+
+    def __init__(self, req: Generate, prompt: list[int], sampler: Sampler, n_keep: int, limit: int) -> None:
+        self.id = req.id
+        self.prompt = prompt
+        self.sampler = sampler
+        self.slot: _Slot | None = None
+        self.n_done = 0
+        self.n_keep = n_keep
+        self.limit = limit
+        self.shift = req.shift
+        self.fill = req.num_predict == -2
+        self.stops = [s for s in req.stop if s]
+        self.stop_max = max((len(s) for s in self.stops), default=0)
+        self.held = ""
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.pending: int | None = None
+        self.out_index = -1
+        self.generated: list[int] = []
+        self.metrics = Metrics()
+        self.t_start = 0
+        self.t_prompt = 0
+        self.return_context = req.return_context
+
+
+class Engine:
+    """Loads a model and serves frames until :class:`Shutdown`. Not thread-safe: one thread drives it."""
+
+    def __init__(self, load: Load) -> None:
+        started = time.perf_counter_ns()
+        self.load = load
+        self.n_threads = load.num_thread if load.num_thread > 0 else physical_cores()
+        self._encoder = FrameEncoder()
+        self._out: list[bytes] = []
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+        self._waiting: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._tick = 0
+        self._loras: list[Any] = []
+        self.ctx: Any = None
+        self._embed_ctx: Any = None
+        self._embed_batch: _Batch | None = None
+        if load.projector_path:
+            raise LoadError("multimodal projectors are not supported by this runner")
+        if load.kv_cache_type not in KV_TYPES:
+            raise LoadError(f"unsupported kv_cache_type {load.kv_cache_type!r}; use one of {', '.join(KV_TYPES)}")
+        if load.pooling is not None and load.pooling not in POOLING:
+            raise LoadError(f"unsupported pooling {load.pooling!r}; use one of {', '.join(POOLING)}")
+        llama_cpp.llama_backend_init()
+        self.model = self._load_model()
+        try:
+            self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+            self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+            self.n_embd = llama_cpp.llama_model_n_embd(self.model)
+            self.pooling = self._pooling()
+            self.embedding_only = load.embedding or self._gguf_pooling() not in (None, llama_cpp.LLAMA_POOLING_TYPE_NONE)
+            self._load_loras()
+            if self.embedding_only:
+                self._embedding_context()
+                self.n_ctx = max(4, load.num_ctx)
+                self.slots: list[_Slot] = []
+            else:
+                self._generation_context()
+        except BaseException:
+            self.close()
+            raise
+        self.ready = Ready(
+            n_ctx=self.n_ctx,
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.model),
+            n_embd=self.n_embd,
+            n_vocab=self.n_vocab,
+            num_parallel=len(self.slots) if self.slots else 1,
+            n_threads=self.n_threads,
+            bos=llama_cpp.llama_vocab_bos(self.vocab),
+            eos=llama_cpp.llama_vocab_eos(self.vocab),
+            add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self.vocab)),
+            embedding_only=self.embedding_only,
+            pooling=POOLING_NAMES.get(self.pooling) if self.embedding_only or self._embed_ctx else None,
+            gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+            load_duration=time.perf_counter_ns() - started,
+        )
+
+    def _load_model(self) -> Any:
+        load = self.load
+        if not os.path.isfile(load.model_path):
+            raise LoadError(f"model file not found: {load.model_path}")
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = load.n_gpu_layers
+        params.main_gpu = load.main_gpu
+        if load.use_mmap is not None:
+            params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if load.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        model = llama_cpp.llama_model_load_from_file(load.model_path.encode(), params)
+        if not model:
+            raise LoadError(f"unable to load model: {load.model_path}")
+        return model
+
+    def _load_loras(self) -> None:
+        load = self.load
+        for path in load.lora_paths:
+            adapter = llama_cpp.llama_adapter_lora_init(self.model, path.encode())
+            if not adapter:
+                raise LoadError(f"unable to load LoRA adapter: {path}")
+            self._loras.append(adapter)
+
+    def _apply_loras(self, ctx: Any) -> None:
+        if not self._loras:
+            return
+        count = len(self._loras)
+        scales = list(self.load.lora_scales) + [1.0] * (count - len(self.load.lora_scales))
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*self._loras)
+        values = (ctypes.c_float * count)(*scales[:count])
+        if llama_cpp.llama_set_adapters_lora(ctx, adapters, count, values) != 0:
+            raise LoadError("unable to apply LoRA adapters")
+
+    def _gguf_pooling(self) -> int | None:
+        buf = ctypes.create_string_buffer(128)
+        if llama_cpp.llama_model_meta_val_str(self.model, b"general.architecture", buf, len(buf)) < 0:
+            return None
+        key = buf.value + b".pooling_type"
+        if llama_cpp.llama_model_meta_val_str(self.model, key, buf, len(buf)) < 0:
+            return None
+        try:
+            return int(buf.value)
+        except ValueError:
+            return None
+
+    def _pooling(self) -> int:
+        if self.load.pooling is not None and self.load.pooling != "none":
+            return POOLING[self.load.pooling]
+        pooling = self._gguf_pooling()
+        if pooling in (None, llama_cpp.LLAMA_POOLING_TYPE_NONE, llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED):
+            return llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        return int(pooling)
+
+    def _context_params(self) -> Any:
+        load = self.load
+        params = llama_cpp.llama_context_default_params()
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.no_perf = True
+        if load.flash_attn is not None:
+            params.flash_attn_type = (
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if load.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        params.type_k = params.type_v = KV_TYPES[load.kv_cache_type]
+        return params
+
+    def _generation_context(self) -> None:
+        load = self.load
+        parallel = max(1, load.num_parallel)
+        num_ctx = max(4, load.num_ctx)
+        params = self._context_params()
+        params.n_seq_max = parallel
+        params.n_ctx = num_ctx * parallel
+        params.n_batch = params.n_ubatch = max(1, min(load.num_batch, num_ctx * parallel))
+        params.kv_unified = False
+        ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not ctx:
+            raise LoadError("unable to create the llama context (out of memory?)")
+        self.ctx = ctx
+        self._apply_loras(ctx)
+        self.mem = llama_cpp.llama_get_memory(ctx)
+        self.can_shift = bool(self.mem) and bool(llama_cpp.llama_memory_can_shift(self.mem))
+        self.n_ctx = min(num_ctx, llama_cpp.llama_n_ctx_seq(ctx))
+        self.n_batch = llama_cpp.llama_n_batch(ctx)
+        self.slots = [_Slot(i) for i in range(parallel)]
+        self._batch = _Batch(max(self.n_batch, parallel))
+
+    def _embedding_context(self) -> None:
+        load = self.load
+        num_ctx = max(4, load.num_ctx)
+        params = self._context_params()
+        params.embeddings = True
+        params.pooling_type = self.pooling
+        params.n_ctx = num_ctx
+        params.n_batch = params.n_ubatch = num_ctx
+        params.n_seq_max = min(MAX_EMBED_SEQS, llama_cpp.llama_max_parallel_sequences())
+        params.kv_unified = True
+        ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not ctx:
+            raise LoadError("unable to create the embedding context (out of memory?)")
+        self._embed_ctx = ctx
+        self._apply_loras(ctx)
+        self._embed_n_batch = llama_cpp.llama_n_ubatch(ctx)
+        self._embed_n_seq = params.n_seq_max
+        self._embed_batch = _Batch(self._embed_n_batch)
+        out_dim = llama_cpp.llama_model_n_cls_out(self.model) if self.pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK else 0
+        self._embed_dim = out_dim or self.n_embd
+
+    def close(self) -> None:
+        """Free every sequence, context and the model."""
+        for seq in [*self._active, *self._waiting]:
+            seq.sampler.close()
+        self._active.clear()
+        self._waiting.clear()
+        if self._embed_ctx:
+            llama_cpp.llama_free(self._embed_ctx)
+            self._embed_ctx = None
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, inbox: queue.SimpleQueue[ToRunner], send: Callable[[bytes], None]) -> None:
+        """Serve frames from ``inbox`` until Shutdown; ``send`` writes encoded frames to the server."""
+        while True:
+            if not (self._active or self._waiting) and not self._handle(inbox.get()):
+                break
+            while not inbox.empty():
+                if not self._handle(inbox.get_nowait()):
+                    self._flush(send)
+                    return
+            if self._active or self._waiting:
+                try:
+                    self._step()
+                except Exception as exc:
+                    log.exception("batch step failed")
+                    self._fail_all(f"runner error: {exc}")
+            self._flush(send)
+        self._flush(send)
+
+    def _flush(self, send: Callable[[bytes], None]) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            send(data)
+
+    def _emit(self, frame: Any) -> None:
+        self._out.append(self._encoder.encode(frame))
+
+    def _handle(self, frame: ToRunner) -> bool:
+        """Act on one frame; False on Shutdown."""
+        if isinstance(frame, Shutdown):
+            return False
+        if isinstance(frame, Cancel):
+            self._cancel(frame.id)
+            return True
+        if isinstance(frame, Load):
+            self._emit(Error(id=None, message="the model is already loaded", kind="invalid"))
+            return True
+        try:
+            if isinstance(frame, Generate):
+                self._submit(frame)
+            elif isinstance(frame, Embed):
+                self._emit(self._embed(frame))
+            elif isinstance(frame, Tokenize):
+                self._emit(Tokens(id=frame.id, tokens=self.tokenize(frame.text, frame.add_special, frame.parse_special)))
+            elif isinstance(frame, Detokenize):
+                text = self.detokenize(frame.tokens, frame.remove_special, frame.unparse_special)
+                self._emit(Text(id=frame.id, text=text))
+        except RequestFailed as exc:
+            self._emit(Error(id=frame.id, message=exc.message, kind=exc.kind))
+        except Exception as exc:
+            log.exception("request %s failed", frame.id)
+            self._emit(Error(id=frame.id, message=str(exc) or type(exc).__name__, kind="internal"))
+        return True
+
+    # -- vocabulary -------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``."""
+        data = text.encode()
+        size = len(data) + 8
+        buf = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
+        if n < 0:
+            size = -n
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
+        if n < 0:
+            raise RequestFailed("tokenization failed", "internal")
+        return buf[:n]
+
+    def detokenize(self, tokens: list[int], remove_special: bool = False, unparse_special: bool = True) -> str:
+        """Text of ``tokens``."""
+        if any(t < 0 or t >= self.n_vocab for t in tokens):
+            raise RequestFailed("token id out of range")
+        ids = (llama_cpp.llama_token * max(1, len(tokens)))(*tokens)
+        size = max(64, len(tokens) * 8)
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_detokenize(self.vocab, ids, len(tokens), buf, size, remove_special, unparse_special)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = -n
+        raise RequestFailed("detokenization failed", "internal")
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(256)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+            piece = self._pieces[token] = buf.raw[: max(n, 0)]
+        return piece
+
+    def _is_eog(self, token: int) -> bool:
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return eog
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _submit(self, req: Generate) -> None:
+        if self.embedding_only:
+            raise RequestFailed("this model does not support generate")
+        if isinstance(req.prompt, str):
+            prompt = self.tokenize(req.prompt, req.add_special, req.parse_special)
+        else:
+            prompt = list(req.prompt)
+            if any(t < 0 or t >= self.n_vocab for t in prompt):
+                raise RequestFailed("token id out of range")
+        if not prompt:
+            bos = llama_cpp.llama_vocab_bos(self.vocab)
+            if bos < 0:
+                raise RequestFailed("the prompt is empty")
+            prompt = [bos]
+        n_ctx = self.n_ctx
+        keep_limit = max(0, n_ctx - 4)
+        n_keep = min(len(prompt) if req.num_keep < 0 else req.num_keep, keep_limit)
+        truncated = False
+        if len(prompt) > n_ctx:
+            if not req.truncate:
+                raise RequestFailed(INPUT_TOO_LONG)
+            prompt = prompt[:n_keep] + prompt[len(prompt) - (n_ctx - n_keep) :]
+            truncated = True
+        try:
+            grammar = resolve_grammar(req.format, req.grammar)
+            sampler = Sampler(self.vocab, req.options, n_ctx=n_ctx, grammar=grammar)
+        except GrammarError as exc:
+            raise RequestFailed(str(exc)) from exc
+        limit = req.num_predict if req.num_predict > 0 else 10 * n_ctx
+        seq = _Sequence(req, prompt, sampler, n_keep, limit)
+        seq.metrics.prompt_truncated = truncated
+        self._waiting.append(seq)
+
+    def _cancel(self, request_id: int) -> None:
+        for seq in self._waiting:
+            if seq.id == request_id:
+                self._waiting.remove(seq)
+                seq.sampler.close()
+                return
+        for seq in self._active:
+            if seq.id == request_id:
+                self._release(seq)
+                return
+
+    def _admit(self) -> None:
+        """Move waiting requests into free slots, reusing cached prompt prefixes (see ``REUSE_WEIGHT``)."""
+        while self._waiting:
+            free = [slot for slot in self.slots if slot.seq is None]
+            if not free:
+                return
+            seq = self._waiting.popleft()
+            prompt = seq.prompt
+            best, best_len, best_score = free[0], 0, None
+            for slot in free:
+                n = _common_prefix(slot.cache, prompt)
+                score = REUSE_WEIGHT * n - (len(slot.cache) - n)
+                if best_score is None or score > best_score or (score == best_score and slot.last_used < best.last_used):
+                    best, best_len, best_score = slot, n, score
+            reuse = min(best_len, len(prompt) - 1)
+            if reuse < len(best.cache):
+                if not llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, reuse, -1):
+                    llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, -1, -1)
+                    reuse = 0
+                del best.cache[reuse:]
+            best.seq = seq
+            seq.slot = best
+            seq.n_done = reuse
+            seq.metrics.prompt_cached = reuse
+            seq.sampler.feed_prompt(prompt)
+            seq.t_start = time.perf_counter_ns()
+            self._active.append(seq)
+
+    def _make_room(self) -> None:
+        """Shift (or end) sequences whose next token would not fit their window."""
+        n_ctx = self.n_ctx
+        for seq in list(self._active):
+            if seq.pending is None:
+                continue
+            slot = seq.slot
+            assert slot is not None
+            n_past = len(slot.cache)
+            if n_past < n_ctx:
+                continue
+            if not seq.shift or seq.fill or not self.can_shift:
+                self._finish(seq, "length")
+                continue
+            n_keep = seq.n_keep
+            n_discard = max(1, (n_past - n_keep) // 2)
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, n_keep, n_keep + n_discard)
+            llama_cpp.llama_memory_seq_add(self.mem, slot.seq_id, n_keep + n_discard, n_past, -n_discard)
+            del slot.cache[n_keep : n_keep + n_discard]
+            seq.metrics.context_shifts += 1
+
+    def _build(self, limit: int) -> tuple[int, list[_Sequence], list[tuple[_Sequence, int, int]]]:
+        """Fill the batch: one token per generating sequence, then prompt chunks, at most ``limit`` tokens."""
+        batch = self._batch
+        token, pos, seq_ids, logits = batch.token, batch.pos, batch.seq, batch.logits
+        n = 0
+        decoding: list[_Sequence] = []
+        for seq in self._active:
+            if seq.pending is None:
+                continue
+            if n >= limit:
+                break
+            slot = seq.slot
+            assert slot is not None
+            token[n] = seq.pending
+            pos[n] = len(slot.cache)
+            seq_ids[n] = slot.seq_id
+            logits[n] = 1
+            seq.out_index = n
+            decoding.append(seq)
+            n += 1
+        prefilling: list[tuple[_Sequence, int, int]] = []
+        for seq in self._active:
+            if n >= limit:
+                break
+            if seq.pending is not None or seq.n_done >= len(seq.prompt):
+                continue
+            slot = seq.slot
+            assert slot is not None
+            start = seq.n_done
+            end = min(len(seq.prompt), start + limit - n)
+            batch.add_run(n, seq.prompt[start:end], start, slot.seq_id, False)
+            n += end - start
+            if end == len(seq.prompt):
+                logits[n - 1] = 1
+                seq.out_index = n - 1
+            else:
+                seq.out_index = -1
+            prefilling.append((seq, start, end))
+        batch.struct.n_tokens = n
+        return n, decoding, prefilling
+
+    def _step(self) -> None:
+        self._admit()
+        self._make_room()
+        if not self._active:
+            return
+        limit = self.n_batch
+        while True:
+            n, decoding, prefilling = self._build(limit)
+            if n == 0:
+                return
+            now = time.perf_counter_ns()
+            for seq, _, _ in prefilling:
+                if seq.t_prompt == 0:
+                    seq.t_prompt = now
+            rc = llama_cpp.llama_decode(self.ctx, self._batch.struct)
+            if rc == 0:
+                break
+            if rc == 1 and limit > 1:
+                limit = max(1, limit // 2)
+                log.warning("no KV slot for a batch of %d tokens; retrying with at most %d", n, limit)
+                continue
+            message = "the context size was exceeded" if rc == 1 else f"llama_decode failed ({rc})"
+            self._fail([*decoding, *(seq for seq, _, _ in prefilling)], message)
+            return
+        self._tick += 1
+        n_seqs = len(decoding) + len(prefilling)
+        for seq in decoding:
+            slot = seq.slot
+            assert slot is not None and seq.pending is not None
+            slot.cache.append(seq.pending)
+            seq.pending = None
+            if n_seqs > seq.metrics.max_batch_seqs:
+                seq.metrics.max_batch_seqs = n_seqs
+        ready = decoding
+        for seq, start, end in prefilling:
+            slot = seq.slot
+            assert slot is not None
+            slot.cache.extend(seq.prompt[start:end])
+            seq.n_done = end
+            seq.metrics.prompt_eval_count += end - start
+            if n_seqs > seq.metrics.max_batch_seqs:
+                seq.metrics.max_batch_seqs = n_seqs
+            if seq.out_index >= 0:
+                ready.append(seq)
+        self._sample(ready)
+
+    def _sample(self, ready: list[_Sequence]) -> None:
+        ctx = self.ctx
+        sample = llama_cpp.llama_sampler_sample
+        for seq in ready:
+            token = sample(seq.sampler.chain, ctx, seq.out_index)
+            now = time.perf_counter_ns()
+            metrics = seq.metrics
+            if metrics.eval_count == 0:
+                metrics.prompt_eval_duration = now - (seq.t_prompt or seq.t_start)
+                seq.t_prompt = now
+            metrics.eval_count += 1
+            if self._is_eog(token):
+                self._finish(seq, "stop")
+                continue
+            seq.generated.append(token)
+            text = seq.decoder.decode(self._piece(token))
+            if text and self._send_text(seq, text):
+                self._finish(seq, "stop", flush=False)
+            elif metrics.eval_count >= seq.limit:
+                self._finish(seq, "length")
+            else:
+                seq.pending = token
+
+    def _send_text(self, seq: _Sequence, text: str) -> bool:
+        """Stream ``text``, holding back what may start a stop sequence; True when a stop sequence matched."""
+        if not seq.stops:
+            self._emit(Token(seq.id, text))
+            return False
+        text = seq.held + text
+        cut = -1
+        for stop in seq.stops:
+            at = text.find(stop)
+            if at >= 0 and (cut < 0 or at < cut):
+                cut = at
+        if cut >= 0:
+            seq.held = ""
+            if cut:
+                self._emit(Token(seq.id, text[:cut]))
+            return True
+        hold = 0
+        for size in range(min(len(text), seq.stop_max - 1), 0, -1):
+            tail = text[-size:]
+            if any(stop.startswith(tail) for stop in seq.stops):
+                hold = size
+                break
+        seq.held = text[len(text) - hold :]
+        if hold < len(text):
+            self._emit(Token(seq.id, text[: len(text) - hold]))
+        return False
+
+    def _finish(self, seq: _Sequence, reason: str, flush: bool = True) -> None:
+        if flush and seq.held:
+            self._emit(Token(seq.id, seq.held))
+        seq.held = ""
+        metrics = seq.metrics
+        if metrics.eval_count:
+            metrics.eval_duration = time.perf_counter_ns() - seq.t_prompt
+        context = seq.prompt + seq.generated if seq.return_context else None
+        self._emit(Done(id=seq.id, done_reason=reason, metrics=metrics, tokens=seq.generated, context=context))  # type: ignore[arg-type]
+        self._release(seq)
+
+    def _release(self, seq: _Sequence) -> None:
+        self._active.remove(seq)
+        seq.sampler.close()
+        slot = seq.slot
+        if slot is not None:
+            slot.seq = None
+            slot.last_used = self._tick
+            self._tick += 1
+        seq.slot = None
+
+    def _fail(self, seqs: list[_Sequence], message: str) -> None:
+        """End ``seqs`` with an error and forget what their slots hold."""
+        for seq in seqs:
+            slot = seq.slot
+            self._emit(Error(id=seq.id, message=message, kind="internal"))
+            self._release(seq)
+            if slot is not None:
+                llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
+                slot.cache.clear()
+
+    def _fail_all(self, message: str) -> None:
+        self._fail(list(self._active), message)
+        for seq in self._waiting:
+            self._emit(Error(id=seq.id, message=message, kind="internal"))
+            seq.sampler.close()
+        self._waiting.clear()
+
+    # -- embeddings -------------------------------------------------------------------------
+
+    def _embed(self, req: Embed) -> Embeddings:
+        started = time.perf_counter_ns()
+        if self._embed_ctx is None:
+            try:
+                self._embedding_context()
+            except LoadError as exc:
+                raise RequestFailed(str(exc), "internal") from exc
+        limit = min(self._embed_n_batch, max(4, self.load.num_ctx))
+        inputs = [self._embed_tokens(item, limit, req.truncate) for item in req.inputs]
+        vectors: list[list[float]] = []
+        group: list[list[int]] = []
+        used = 0
+        for tokens in inputs:
+            if group and (used + len(tokens) > self._embed_n_batch or len(group) >= self._embed_n_seq):
+                vectors.extend(self._embed_group(group))
+                group, used = [], 0
+            group.append(tokens)
+            used += len(tokens)
+        if group:
+            vectors.extend(self._embed_group(group))
+        return Embeddings(
+            id=req.id,
+            embeddings=vectors,
+            token_counts=[len(t) for t in inputs],
+            duration=time.perf_counter_ns() - started,
+        )
+
+    def _embed_tokens(self, item: str | list[int], limit: int, truncate: bool) -> list[int]:
+        if isinstance(item, list):
+            tokens = list(item)
+            if any(t < 0 or t >= self.n_vocab for t in tokens):
+                raise RequestFailed("token id out of range")
+            if len(tokens) > limit:
+                if not truncate:
+                    raise RequestFailed(INPUT_TOO_LONG)
+                tokens = tokens[:limit]
+        else:
+            tokens = self.tokenize(item, True, False)
+            if len(tokens) > limit:
+                if not truncate:
+                    raise RequestFailed(INPUT_TOO_LONG)
+                tokens = self._truncate_keeping_specials(item, tokens, limit)
+        if not tokens:
+            bos = llama_cpp.llama_vocab_bos(self.vocab)
+            tokens = [bos if bos >= 0 else 0]
+        return tokens
+
+    def _truncate_keeping_specials(self, text: str, tokens: list[int], limit: int) -> list[int]:
+        """Cut the text part of ``tokens`` to fit ``limit``, keeping the special tokens the model adds around it."""
+        plain = self.tokenize(text, False, False)
+        extra = len(tokens) - len(plain)
+        for head in range(extra + 1):
+            if tokens[head : head + len(plain)] == plain:
+                prefix, suffix = tokens[:head], tokens[head + len(plain) :]
+                room = max(0, limit - len(prefix) - len(suffix))
+                return prefix + plain[:room] + suffix
+        return tokens[:limit]
+
+    def _embed_group(self, group: list[list[int]]) -> list[list[float]]:
+        ctx = self._embed_ctx
+        batch = self._embed_batch
+        assert batch is not None
+        mem = llama_cpp.llama_get_memory(ctx)
+        if mem:
+            llama_cpp.llama_memory_clear(mem, True)
+        n = 0
+        for seq_id, tokens in enumerate(group):
+            batch.add_run(n, tokens, 0, seq_id, True)
+            n += len(tokens)
+        batch.struct.n_tokens = n
+        rc = llama_cpp.llama_decode(ctx, batch.struct)
+        if rc != 0:
+            raise RequestFailed(f"embedding failed (llama_decode returned {rc})", "internal")
+        dim = self._embed_dim
+        vectors: list[list[float]] = []
+        for seq_id in range(len(group)):
+            ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
+            if not ptr:
+                raise RequestFailed("the model produced no pooled embedding", "internal")
+            vectors.append(ptr[:dim])
+        return vectors
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,261 @@
+"""Frames exchanged between the server and a runner process.
+
+Every frame is a msgspec Struct of a tagged union, encoded as msgpack and sent over a
+stream socket with a 4-byte big-endian length prefix. Requests carry an ``id`` chosen by
+the client; every answer to a request carries the same ``id``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+ErrorKind = Literal["invalid", "internal"]
+DoneReason = Literal["stop", "length"]
+
+
+class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
+    """Open a model. ``num_ctx`` is the window of one slot; the KV cache holds ``num_ctx * num_parallel``.
+
+    ``num_thread`` 0 means the number of physical cores. ``use_mmap`` and ``flash_attn`` ``None``
+    mean llama.cpp's automatic choice. ``kv_cache_type`` is ``f16``, ``q8_0`` or ``q4_0``.
+    ``embedding`` opens an embedding context only (no generation); ``pooling`` (``mean``,
+    ``cls``, ``last``, ``rank``) overrides the GGUF's pooling type for embeddings.
+    """
+
+    model_path: str
+    num_ctx: int = 2048
+    num_parallel: int = 1
+    num_batch: int = 512
+    n_gpu_layers: int = -1
+    main_gpu: int = 0
+    num_thread: int = 0
+    use_mmap: bool | None = None
+    flash_attn: bool | None = None
+    kv_cache_type: str = "f16"
+    embedding: bool = False
+    pooling: str | None = None
+    projector_path: str | None = None
+    lora_paths: list[str] = []
+    lora_scales: list[float] = []
+
+
+class Options(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Sampling options with Ollama's defaults. ``seed`` -1 is random; ``temperature`` 0 is greedy;
+    ``repeat_last_n`` -1 means the slot's window, 0 turns penalties off."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+
+
+class Generate(msgspec.Struct, tag="generate", kw_only=True, omit_defaults=True):
+    """Generate text for ``prompt`` (text, or token ids used as they are).
+
+    ``format`` is ``"json"`` or a JSON schema object; ``grammar`` is a GBNF grammar (at most one
+    of the two). ``num_predict`` -1 is unlimited (capped at 10 x ``num_ctx``), -2 fills the
+    window. ``num_keep`` tokens at the start survive a context shift (-1: the whole prompt);
+    ``shift`` false ends generation with ``length`` when the window is full instead. With
+    ``truncate`` false an over-long prompt is an error, otherwise its middle is dropped.
+    ``return_context`` asks for the prompt and generated token ids in :class:`Done`.
+    """
+
+    prompt: str | list[int]
+    id: int = 0
+    add_special: bool = True
+    parse_special: bool = True
+    options: Options = msgspec.field(default_factory=Options)
+    format: str | dict[str, Any] | None = None
+    grammar: str | None = None
+    stop: list[str] = []
+    num_predict: int = -1
+    num_keep: int = 4
+    shift: bool = True
+    truncate: bool = True
+    return_context: bool = False
+
+
+class Embed(msgspec.Struct, tag="embed", kw_only=True, omit_defaults=True):
+    """Pooled embeddings of each input (text, or token ids used as they are). Vectors are not normalised."""
+
+    inputs: list[str | list[int]]
+    id: int = 0
+    truncate: bool = True
+
+
+class Tokenize(msgspec.Struct, tag="tokenize", kw_only=True, omit_defaults=True):
+    """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model wants, ``parse_special`` reads markup tokens."""
+
+    text: str
+    id: int = 0
+    add_special: bool = True
+    parse_special: bool = True
+
+
+class Detokenize(msgspec.Struct, tag="detokenize", kw_only=True, omit_defaults=True):
+    """Text of ``tokens``; ``remove_special`` drops BOS/EOS, ``unparse_special`` renders markup tokens."""
+
+    tokens: list[int]
+    id: int = 0
+    remove_special: bool = False
+    unparse_special: bool = True
+
+
+class Cancel(msgspec.Struct, tag="cancel"):
+    """Stop request ``id`` now and free its slot; nothing more is sent for it."""
+
+    id: int
+
+
+class Shutdown(msgspec.Struct, tag="shutdown"):
+    """Finish: the runner frees the model and exits."""
+
+
+class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    """The model is loaded. ``n_ctx`` is the window of one slot; ``load_duration`` is in ns."""
+
+    n_ctx: int
+    n_ctx_train: int
+    n_embd: int
+    n_vocab: int
+    num_parallel: int
+    n_threads: int
+    bos: int
+    eos: int
+    add_bos: bool
+    embedding_only: bool
+    pooling: str | None
+    gpu_offload: bool
+    load_duration: int
+
+
+class Token(msgspec.Struct, tag="token"):
+    """A piece of generated text (one or more tokens, whole UTF-8 characters)."""
+
+    id: int
+    text: str
+
+
+class Metrics(msgspec.Struct, kw_only=True):
+    """Per-request counts and durations (ns).
+
+    ``prompt_eval_count`` counts prompt tokens evaluated; ``prompt_cached`` counts prompt tokens
+    reused from the slot's cache. ``max_batch_seqs`` is the most sequences that shared one
+    ``llama_decode`` with this request; ``context_shifts`` how often its window was shifted.
+    """
+
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    prompt_cached: int = 0
+    prompt_truncated: bool = False
+    max_batch_seqs: int = 0
+    context_shifts: int = 0
+
+
+class Done(msgspec.Struct, tag="done", kw_only=True):
+    """Generation finished. ``tokens`` are the generated ids; ``context`` is prompt + generated ids
+    when asked for."""
+
+    id: int
+    done_reason: DoneReason
+    metrics: Metrics
+    tokens: list[int]
+    context: list[int] | None = None
+
+
+class Error(msgspec.Struct, tag="error", kw_only=True):
+    """Request ``id`` failed (``None``: the runner itself). ``kind`` ``invalid`` means bad input."""
+
+    id: int | None
+    message: str
+    kind: ErrorKind = "internal"
+
+
+class Embeddings(msgspec.Struct, tag="embeddings", kw_only=True):
+    """One vector per input, the number of tokens each input used, and the duration in ns."""
+
+    id: int
+    embeddings: list[list[float]]
+    token_counts: list[int]
+    duration: int
+
+
+class Tokens(msgspec.Struct, tag="tokens", kw_only=True):
+    """The answer to :class:`Tokenize`."""
+
+    id: int
+    tokens: list[int]
+
+
+class Text(msgspec.Struct, tag="text", kw_only=True):
+    """The answer to :class:`Detokenize`."""
+
+    id: int
+    text: str
+
+
+ToRunner = Load | Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown
+FromRunner = Ready | Token | Done | Error | Embeddings | Tokens | Text
+
+
+class FrameError(Exception):
+    """The byte stream does not hold a valid frame."""
+
+
+class FrameEncoder:
+    """Encodes frames with their length prefix."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def encode(self, frame: msgspec.Struct) -> bytes:
+        """One frame: length prefix and msgpack payload."""
+        payload = self._encoder.encode(frame)
+        return HEADER.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames of one union type, keeping incomplete data for later."""
+
+    def __init__(self, frame_type: Any) -> None:
+        self._decoder = msgspec.msgpack.Decoder(frame_type)
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Add received bytes and return every frame now complete."""
+        buffer = self._buffer
+        buffer += data
+        frames: list[Any] = []
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (size,) = HEADER.unpack_from(buffer, start)
+            if size > MAX_FRAME:
+                raise FrameError(f"frame of {size} bytes exceeds the limit")
+            if end - start - 4 < size:
+                break
+            body = memoryview(buffer)[start + 4 : start + 4 + size]
+            try:
+                frames.append(self._decoder.decode(body))
+            except msgspec.DecodeError as exc:
+                raise FrameError(f"invalid frame: {exc}") from exc
+            finally:
+                body.release()
+            start += 4 + size
+        if start:
+            del buffer[:start]
+        return frames
