@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+import anyio
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -13,6 +17,7 @@ from ollama_api.errors import EXCEPTION_HANDLERS
 from ollama_api.middleware import cors_config, guard_middleware
 from ollama_core import __version__
 from ollama_core.context import ServerContext
+from ollama_core.inference import Inference
 from ollama_core.model_facts import ModelInspector
 from ollama_core.plugins import PluginManager, Registries, build_registries
 from ollama_core.settings import Settings
@@ -25,13 +30,32 @@ def build_context(plugin_manager: PluginManager, settings: Settings) -> ServerCo
     """The shared services of one server: registries, store, model facts."""
     registries: Registries = build_registries(plugin_manager)
     store = Store(settings.models_dir)
+    inspector = ModelInspector(store, registries)
     return ServerContext(
         settings=settings,
         plugin_manager=plugin_manager,
         registries=registries,
         store=store,
-        inspector=ModelInspector(store, registries),
+        inspector=inspector,
+        inference=Inference(settings, store, inspector, registries),
     )
+
+
+@asynccontextmanager
+async def _lifespan(context: ServerContext) -> AsyncIterator[None]:
+    """Prune the store at start (unless ``OLLAMA_NOPRUNE``), reap runners while serving, stop them at exit."""
+    if not context.settings.noprune:
+        removed = await anyio.to_thread.run_sync(context.store.prune)
+        if removed:
+            log.info("pruned %d unused files from the store", removed)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(context.inference.scheduler.reap_forever)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await context.inference.shutdown()
+            tg.cancel_scope.cancel()
 
 
 def create_app(plugin_manager: PluginManager, settings: Settings) -> Litestar:
@@ -60,6 +84,7 @@ def create_app(plugin_manager: PluginManager, settings: Settings) -> Litestar:
         request_max_body_size=settings.max_request_size,
         openapi_config=OpenAPIConfig(title="ollama-core", version=__version__, path="/openapi"),
         debug=False,
+        lifespan=[lambda _app: _lifespan(context)],
     )
     app.state.context = context
     return app

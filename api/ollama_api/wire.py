@@ -108,3 +108,45 @@ async def progress_response(work: Callable[[ProgressSink], None], *, stream: boo
 
 def _error(failure: _Failure) -> Response[Any]:
     return Response({"error": failure.message}, status_code=failure.status, media_type=MediaType.JSON)
+
+
+async def inference_response(
+    events: AsyncIterator[Any],
+    *,
+    stream: bool,
+    encode: Callable[[Any], Any],
+    combine: Callable[[list[Any]], Any],
+) -> Response[Any]:
+    """Answer with an inference stream: NDJSON of ``encode(event)``, or ``combine(events)`` as one object.
+
+    The first event is awaited before the response starts, so an error before any output
+    (model load failure, bad options) gets its real status; a later error becomes a final
+    ``{"error": ...}`` line with status 200, as Ollama sends it.
+    """
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise RequestError(500, "no response from the model") from None
+    if not stream:
+        collected = [first]
+        try:
+            async for event in events:
+                collected.append(event)
+        finally:
+            await events.aclose()
+        return json_response(combine(collected))
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            yield ndjson_line(encode(first))
+            async for event in events:
+                yield ndjson_line(encode(event))
+        except RequestError as exc:
+            yield ndjson_line({"error": exc.message})
+        except Exception as exc:  # noqa: BLE001 - the stream has started; report and end it
+            log.exception("stream failed")
+            yield ndjson_line({"error": str(exc) or type(exc).__name__})
+        finally:
+            await events.aclose()
+
+    return Stream(lines(), media_type=NDJSON)

@@ -46,7 +46,7 @@ def find_model(ctx: ServerContext, raw: str, not_found: str) -> Model:
         raise RequestError(404, not_found) from None
 
 
-def _details(facts: ModelFacts) -> ModelDetails:
+def details_of(facts: ModelFacts) -> ModelDetails:
     d = facts.details
     return ModelDetails(
         parent_model=d.parent_model,
@@ -78,7 +78,7 @@ def _list_models(ctx: ServerContext) -> ListResponse:
                     modified_at=format_time(stored.modified_at),
                     size=stored.size,
                     digest=stored.digest,
-                    details=_details(facts),
+                    details=details_of(facts),
                     capabilities=facts.capabilities or None,
                 ),
             )
@@ -140,7 +140,7 @@ def _show(ctx: ServerContext, req: ShowRequest) -> ShowResponse:
         renderer=model.config.renderer or "",
         parser=model.config.parser or "",
         messages=[Message(role=m.get("role", ""), content=m.get("content", "")) for m in model.messages] or None,
-        details=_details(facts),
+        details=details_of(facts),
         model_info=info,
         projector_info=projector_info,
         tensors=tensors,

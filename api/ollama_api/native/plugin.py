@@ -11,9 +11,12 @@ from ollama_core.hookspecs import hookimpl
 
 
 def _routes(_: ServerContext) -> Iterable[Any]:
-    from ollama_api.native import blobs, create, meta, models
+    from ollama_api.native import blobs, chat, create, embed, generate, meta, models, ps
 
-    return [*meta.ROUTES, *models.ROUTES, *blobs.ROUTES, *create.ROUTES]
+    return [
+        *meta.ROUTES, *models.ROUTES, *blobs.ROUTES, *create.ROUTES,
+        *generate.ROUTES, *chat.ROUTES, *embed.ROUTES, *ps.ROUTES,
+    ]
 
 
 @hookimpl

@@ -1,0 +1,355 @@
+"""Inference for every API surface: model checks, options, prompts, scheduling, runners, parsing.
+
+Surfaces (native ``/api/*``, OpenAI ``/v1/*``) translate their wire types into calls here and
+translate the resulting :class:`Chunk`/:class:`Final` stream back. Data flows one way:
+surface -> :class:`Inference` -> scheduler -> runner -> llama.cpp, and back as a stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
+from ollama_core.errors import RequestError
+from ollama_core.gguf import GGUFError
+from ollama_core.model_facts import ModelFacts, ModelInspector
+from ollama_core.names import InvalidNameError, ModelName
+from ollama_core.options import DEFAULT_OPTIONS, OptionTypeError, OptionValueError, merge_options
+from ollama_core.plugins import Registries
+from ollama_core.runner import RunnerProcess
+from ollama_core.runner.protocol import Done, Embed, Generate, Load, Token
+from ollama_core.runner.protocol import Options as SamplingOptions
+from ollama_core.scheduler import LoadedModel, LoadRequest, Scheduler
+from ollama_core.settings import FOREVER, Settings, parse_duration
+from ollama_core.store import Model, ModelNotFoundError, Store, load_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUM_CTX = 4096
+LOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap")
+_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "repeat_penalty",
+             "presence_penalty", "frequency_penalty", "seed")
+
+
+@dataclass
+class Chunk:
+    """Parsed output so far: new content, thinking, and whole tool calls."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Final:
+    """The end of a generation, with Ollama's metrics (durations in ns)."""
+
+    done_reason: str
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+    context: list[int] | None = None
+
+
+@dataclass
+class EmbedResult:
+    """Pooled vectors (not normalised) and what they cost."""
+
+    vectors: list[list[float]]
+    prompt_eval_count: int
+    total_duration: int
+    load_duration: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved model: what is stored and what is known about it."""
+
+    requested: str
+    model: Model
+    facts: ModelFacts
+
+    @property
+    def display(self) -> str:
+        """The model's short name, as responses carry it."""
+        return self.model.name.display()
+
+
+def parse_keep_alive(value: str | float | int | bool | None) -> float | None:
+    """Seconds to keep a model loaded (``inf`` for forever); ``None`` keeps the current setting."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise RequestError(400, f"Unsupported type: '{type(value).__name__}'")
+    if isinstance(value, (int, float)):
+        if math.isnan(value):
+            raise RequestError(400, "invalid keep_alive")
+        return FOREVER if value < 0 else float(value)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+class Inference:
+    """Runs generate, chat and embedding requests on runners managed by one :class:`Scheduler`."""
+
+    def __init__(self, settings: Settings, store: Store, inspector: ModelInspector, registries: Registries) -> None:
+        self.settings = settings
+        self.store = store
+        self.inspector = inspector
+        self.registries = registries
+        self.scheduler = Scheduler(
+            self._start_runner,
+            max_loaded=settings.max_loaded_models,
+            max_queue=settings.max_queue,
+            default_keep_alive=settings.keep_alive,
+        )
+
+    def resolve(self, requested: str, not_found: str) -> Target:
+        """The stored model a request names; ``not_found`` is the 404 message."""
+        try:
+            name = ModelName.parse(requested)
+        except InvalidNameError:
+            raise RequestError(400, "invalid model name") from None
+        try:
+            model = load_model(self.store, name)
+        except ModelNotFoundError:
+            raise RequestError(404, not_found) from None
+        try:
+            facts = self.inspector.facts(model)
+        except (GGUFError, OSError) as exc:
+            raise RequestError(500, f"{exc}; this model may be incompatible with this server") from None
+        return Target(requested, model, facts)
+
+    def options(self, target: Target, request_options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults, then the model's parameters, then the request's options, checked."""
+        try:
+            merged = merge_options(DEFAULT_OPTIONS, target.model.parameters, request_options or {})
+        except (OptionTypeError, OptionValueError) as exc:
+            raise RequestError(400, str(exc)) from None
+        trained = target.facts.details.context_length or 0
+        num_ctx = int(merged.get("num_ctx") or self.settings.context_length or DEFAULT_NUM_CTX)
+        if request_options is None or "num_ctx" not in request_options:
+            if "num_ctx" not in target.model.parameters and trained:
+                num_ctx = min(num_ctx, trained)
+        merged["num_ctx"] = max(4, num_ctx)
+        return merged
+
+    def _load_request(self, target: Target, options: Mapping[str, Any]) -> LoadRequest:
+        embedding = "embedding" in target.facts.capabilities and "completion" not in target.facts.capabilities
+        parallel = 1 if embedding else self.settings.num_parallel
+        load_opts = tuple((k, options.get(k)) for k in LOAD_OPTIONS)
+        key = (target.model.model_digest, tuple(target.model.adapter_digests), tuple(target.model.projector_digests),
+               embedding, load_opts)
+        return LoadRequest(key=key, name=target.model.model_digest or "", num_parallel=parallel,
+                           payload=(target, dict(options), embedding))
+
+    async def _start_runner(self, request: LoadRequest) -> RunnerProcess:
+        target, options, embedding = request.payload
+        model = target.model
+        if model.model_path is None:
+            raise RequestError(400, f"{target.requested!r} has no model weights")
+        config = Load(
+            model_path=str(model.model_path),
+            num_ctx=int(options["num_ctx"]),
+            num_parallel=request.num_parallel,
+            num_batch=int(options.get("num_batch") or 512),
+            n_gpu_layers=int(options.get("num_gpu", -1) if options.get("num_gpu") is not None else -1),
+            main_gpu=int(options.get("main_gpu") or 0),
+            num_thread=int(options.get("num_thread") or 0),
+            use_mmap=options.get("use_mmap"),
+            flash_attn=self.settings.flash_attention,
+            kv_cache_type=self.settings.kv_cache_type,
+            embedding=embedding,
+            lora_paths=[str(p) for p in model.adapter_paths],
+        )
+        return await RunnerProcess.start(config, load_timeout=self.settings.load_timeout, python=sys.executable)
+
+    async def load(self, target: Target, options: Mapping[str, Any], keep_alive: float | None) -> LoadedModel:
+        """Load the model (if needed) without generating: empty prompt or messages."""
+        return await self.scheduler.load_only(self._load_request(target, options), keep_alive)
+
+    async def unload(self, target: Target) -> None:
+        """Unload every runner of this model now, or when its requests finish."""
+        await self.scheduler.expire(target.model.model_digest or "")
+
+    def render(
+        self,
+        target: Target,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None,
+        think: bool | str | None,
+        template: str | None = None,
+    ) -> RenderedPrompt:
+        """The prompt for a chat, by the model's renderer (a plugin's, or the default)."""
+        config = target.model.config
+        spec = self.registries.renderer_for(config.renderer or None, target.facts.architecture or None)
+        if spec is None:
+            raise RequestError(500, "no prompt renderer is available")
+        gguf = target.facts.gguf
+        metadata = gguf.metadata if gguf is not None else {}
+        request = RenderRequest(
+            messages=messages,
+            tools=tools,
+            think=think,
+            chat_template=_str(metadata.get("tokenizer.chat_template")),
+            go_template=template if template is not None else target.model.template,
+            bos_token=_special_token(gguf, "bos"),
+            eos_token=_special_token(gguf, "eos"),
+            metadata=metadata,
+        )
+        try:
+            return spec.factory().render(request)
+        except ValueError as exc:
+            raise RequestError(400, f"template error: {exc}") from None
+
+    def parser(self, target: Target, tools: Sequence[Mapping[str, Any]] | None, think: bool) -> Parser:
+        """A fresh output parser for one response."""
+        config = target.model.config
+        spec = self.registries.parser_for(config.parser or None, target.facts.architecture or None)
+        if spec is None:
+            raise RequestError(500, "no output parser is available")
+        return spec.factory(tools, think)
+
+    async def generate(
+        self,
+        target: Target,
+        prompt: str | list[int],
+        *,
+        add_bos: bool,
+        options: Mapping[str, Any],
+        keep_alive: float | None,
+        parser: Parser | None,
+        format: str | dict[str, Any] | None = None,
+        shift: bool = True,
+        truncate: bool = True,
+        return_context: bool = False,
+    ) -> AsyncIterator[Chunk | Final]:
+        """Generate on the model's runner, yielding parsed chunks and then one :class:`Final`.
+
+        Closing the iterator early cancels the sequence in the runner.
+        """
+        started = time.monotonic_ns()
+        job = Generate(
+            prompt=prompt,
+            add_special=add_bos,
+            parse_special=True,
+            options=SamplingOptions(**{k: options[k] for k in _SAMPLING if options.get(k) is not None}),
+            format=format or None,
+            stop=list(options.get("stop") or []),
+            num_predict=int(options.get("num_predict", -1)),
+            num_keep=int(options.get("num_keep", 4)),
+            shift=shift,
+            truncate=truncate,
+            return_context=return_context,
+        )
+        async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
+            load_duration = time.monotonic_ns() - started
+            async with aclosing(loaded.runner.generate(job)) as events:
+                async for event in events:
+                    if isinstance(event, Token):
+                        chunk = _parse(parser, event.text) if parser else Chunk(content=event.text)
+                        if chunk.content or chunk.thinking or chunk.tool_calls:
+                            yield chunk
+                    elif isinstance(event, Done):
+                        if parser is not None:
+                            tail = _collect(parser.finish())
+                            if tail.content or tail.thinking or tail.tool_calls:
+                                yield tail
+                        yield _final(event, started, load_duration)
+
+    async def embed(
+        self,
+        target: Target,
+        inputs: Sequence[str | list[int]],
+        *,
+        truncate: bool,
+        options: Mapping[str, Any],
+        keep_alive: float | None,
+    ) -> EmbedResult:
+        """Pooled embeddings of every input, in order."""
+        started = time.monotonic_ns()
+        async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
+            load_duration = time.monotonic_ns() - started
+            if not inputs:
+                return EmbedResult([], 0, time.monotonic_ns() - started, load_duration)
+            result = await loaded.runner.embed(Embed(inputs=list(inputs), truncate=truncate))
+        return EmbedResult(
+            vectors=result.embeddings,
+            prompt_eval_count=sum(result.token_counts),
+            total_duration=time.monotonic_ns() - started,
+            load_duration=load_duration,
+        )
+
+    async def tokenize(self, target: Target, text: str, options: Mapping[str, Any]) -> list[int]:
+        """Token ids of ``text`` with the model's tokenizer (loads the model)."""
+        async with self.scheduler.acquire(self._load_request(target, options), None) as loaded:
+            return await loaded.runner.tokenize(text)
+
+    async def detokenize(self, target: Target, tokens: list[int], options: Mapping[str, Any]) -> str:
+        """Text of ``tokens`` (loads the model)."""
+        async with self.scheduler.acquire(self._load_request(target, options), None) as loaded:
+            return await loaded.runner.detokenize(tokens)
+
+    async def shutdown(self) -> None:
+        """Stop every runner (server shutdown)."""
+        await self.scheduler.shutdown()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _special_token(gguf: Any, which: str) -> str:
+    if gguf is None:
+        return ""
+    token_id = gguf.metadata.scalar(f"tokenizer.ggml.{which}_token_id")
+    if not isinstance(token_id, int):
+        return ""
+    try:
+        tokens = gguf.metadata["tokenizer.ggml.tokens"]
+    except (KeyError, GGUFError, OSError):
+        return ""
+    return str(tokens[token_id]) if 0 <= token_id < len(tokens) else ""
+
+
+def _collect(events: Sequence[Any]) -> Chunk:
+    chunk = Chunk()
+    for event in events:
+        if event.kind == "content":
+            chunk.content += event.text
+        elif event.kind == "thinking":
+            chunk.thinking += event.text
+        elif event.kind == "tool_call" and event.tool_call is not None:
+            chunk.tool_calls.append(dict(event.tool_call))
+    return chunk
+
+
+def _parse(parser: Parser, text: str) -> Chunk:
+    return _collect(parser.feed(text))
+
+
+def _final(done: Done, started: int, load_duration: int) -> Final:
+    m = done.metrics
+    return Final(
+        done_reason=done.done_reason,
+        total_duration=time.monotonic_ns() - started,
+        load_duration=load_duration,
+        prompt_eval_count=m.prompt_eval_count,
+        prompt_eval_duration=m.prompt_eval_duration,
+        eval_count=m.eval_count,
+        eval_duration=m.eval_duration,
+        context=done.context,
+    )
