@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: start a server on a private port with a private store, create
-# the default model (SmolLM2-135M-Instruct Q4_1) from its GGUF, then list and show it.
+# the default model (SmolLM2-135M-Instruct Q4_1) from its GGUF, show it and ask it a question.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ollama="$root/.venv/bin/ollama"
@@ -19,3 +19,4 @@ printf 'FROM %s\n' "$gguf" >"$work/Modelfile"
 "$ollama" create smollm2 -f "$work/Modelfile"
 "$ollama" list
 "$ollama" show smollm2
+"$ollama" run smollm2 "Why is the sky blue?"

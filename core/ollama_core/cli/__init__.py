@@ -15,6 +15,9 @@ from ollama_core import __version__
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("ollama_core.cli.serve", "serve"),
     "create": ("ollama_core.cli.create", "create"),
+    "run": ("ollama_core.cli.run", "run"),
+    "ps": ("ollama_core.cli.run", "ps"),
+    "stop": ("ollama_core.cli.run", "stop"),
     "show": ("ollama_core.cli.models", "show"),
     "list": ("ollama_core.cli.models", "list_models"),
     "cp": ("ollama_core.cli.models", "copy"),
@@ -25,6 +28,9 @@ _ALIASES = {"ls": "list", "start": "serve"}
 _HELP = {
     "serve": "Start the server",
     "create": "Create a model from a Modelfile",
+    "run": "Run a model",
+    "ps": "List running models",
+    "stop": "Stop a running model",
     "show": "Show information for a model",
     "list": "List models",
     "cp": "Copy a model",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from ollama_core.cli.client import ServerError, client, stream_lines
@@ -17,6 +18,7 @@ CHUNK = 1 << 20
 
 
 def _progress() -> Progress:
+    console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -24,6 +26,8 @@ def _progress() -> Progress:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=True,
+        console=console,
+        disable=not console.is_terminal,
     )
 
 

@@ -1,0 +1,243 @@
+"""Native inference endpoints against a real server and a real model, through the official client."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import ollama
+import pytest
+
+from conftest import Server
+
+FAST = {"num_predict": 12, "temperature": 0, "seed": 1}
+TOOLS_TEMPLATE = (
+    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    "{{- if .Tools }}<|im_start|>system\nTools:{{ range .Tools }} {{ .Function.Name }}{{ end }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
+    '{{- range .ToolCalls }}<tool_call>{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}'
+    "</tool_call>{{ end }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n"
+)
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def client(server: Server, smollm2: str) -> ollama.Client:
+    return ollama.Client(host=server.url, timeout=120)
+
+
+def test_generate_stream_and_final_metrics(client: ollama.Client, smollm2: str) -> None:
+    parts = list(client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, stream=True))
+    assert all(not p.done for p in parts[:-1]) and parts[-1].done
+    final = parts[-1]
+    assert final.done_reason == "length" and final.eval_count == 12
+    assert final.prompt_eval_count and final.total_duration and final.eval_duration
+    assert final.context and isinstance(final.context[0], int)
+    text = "".join(p.response for p in parts)
+    assert text.strip()
+    again = client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, stream=False)
+    assert again.response == text, "greedy output is deterministic"
+
+
+def test_generate_raw_and_debug_render(server: Server, client: ollama.Client, smollm2: str) -> None:
+    raw = client.generate(model=smollm2, prompt="The capital of France is", raw=True, options=FAST)
+    assert raw.response and raw.context is None
+    r = httpx.post(server.url + "/api/generate",
+                   json={"model": smollm2, "prompt": "hello", "system": "Be brief.", "_debug_render_only": True})
+    rendered = r.json()["_debug_info"]["rendered_template"]
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in rendered and rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_chat_stream_and_not(client: ollama.Client, smollm2: str) -> None:
+    messages = [{"role": "user", "content": "Say hello."}]
+    parts = list(client.chat(model=smollm2, messages=messages, options=FAST, stream=True))
+    streamed = "".join(p.message.content for p in parts)
+    whole = client.chat(model=smollm2, messages=messages, options=FAST)
+    assert whole.message.role == "assistant" and whole.message.content == streamed and whole.done
+    assert whole.eval_count == 12 and whole.done_reason == "length"
+
+
+def test_chat_json_schema_format_gives_valid_json(client: ollama.Client, smollm2: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    reply = client.chat(
+        model=smollm2,
+        messages=[{"role": "user", "content": "Invent a person. Answer in JSON."}],
+        format=schema,
+        options={"num_predict": 60, "temperature": 0},
+    )
+    value = json.loads(reply.message.content)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+
+
+def test_chat_with_tools(server: Server, client: ollama.Client, smollm2: str) -> None:
+    r = httpx.post(server.url + "/api/chat", json={"model": smollm2, "messages": [{"role": "user", "content": "x"}],
+                                                   "tools": [WEATHER_TOOL]})
+    assert (r.status_code, r.json()) == (400, {"error": "registry.ollama.ai/library/smollm2:latest does not support tools"})
+    client.create(model="smollm2-tools", from_=smollm2, template=TOOLS_TEMPLATE)
+    assert "tools" in client.show("smollm2-tools").capabilities
+    call_schema = {
+        "type": "object",
+        "properties": {
+            "name": {"const": "get_weather"},
+            "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+        "required": ["name", "arguments"],
+    }
+    reply = client.chat(
+        model="smollm2-tools",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+        format=call_schema,
+        options={"num_predict": 40, "temperature": 0},
+    )
+    (call,) = reply.message.tool_calls
+    assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "Sunny", "tool_name": "get_weather"},
+    ]
+    r = httpx.post(server.url + "/api/chat", json={"model": "smollm2-tools", "messages": history,
+                                                   "tools": [WEATHER_TOOL], "_debug_render_only": True})
+    rendered = r.json()["_debug_info"]["rendered_template"]
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city":"Paris"}}</tool_call>' in rendered
+
+
+def test_embed_and_legacy_embeddings(client: ollama.Client, smollm2: str) -> None:
+    result = client.embed(model=smollm2, input=["first text", "second text"])
+    assert len(result.embeddings) == 2 and len(result.embeddings[0]) == 576
+    for vector in result.embeddings:
+        assert abs(sum(v * v for v in vector) - 1.0) < 1e-4
+    assert result.prompt_eval_count and result.prompt_eval_count > 2
+    cut = client.embed(model=smollm2, input="first text", dimensions=8)
+    assert len(cut.embeddings[0]) == 8 and abs(sum(v * v for v in cut.embeddings[0]) - 1) < 1e-4
+    legacy = client.embeddings(model=smollm2, prompt="first text")
+    norm = sum(v * v for v in legacy.embedding) ** 0.5
+    assert norm > 1.01 or norm < 0.99, "the legacy endpoint does not normalise"
+    assert all(abs(a - b / norm) < 1e-4 for a, b in zip(result.embeddings[0], legacy.embedding))
+    assert client.embed(model=smollm2, input=[]).embeddings == []
+
+
+def test_load_unload_and_ps(server: Server, client: ollama.Client, smollm2: str) -> None:
+    loaded = httpx.post(server.url + "/api/generate", json={"model": smollm2}).json()
+    assert loaded["done"] is True and loaded["done_reason"] == "load" and loaded["response"] == ""
+    running = client.ps().models
+    assert [m.model for m in running] == ["smollm2:latest"] and running[0].context_length == 4096
+    assert len(running[0].digest) == 64 and running[0].size > 90_000_000
+    table = server.cli("ps").stdout.splitlines()
+    assert table[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    assert "100% CPU" in table[1] and "4096" in table[1]
+    unloaded = httpx.post(server.url + "/api/chat", json={"model": smollm2, "keep_alive": 0}).json()
+    assert unloaded["done_reason"] == "unload" and unloaded["message"] == {"role": "assistant", "content": ""}
+    assert client.ps().models == []
+    httpx.post(server.url + "/api/generate", json={"model": smollm2, "keep_alive": -1})
+    assert "Forever" in server.cli("ps").stdout
+    server.cli("stop", smollm2)
+    assert client.ps().models == []
+
+
+def test_cli_run_one_shot_and_interactive(server: Server, smollm2: str) -> None:
+    out = server.cli("run", smollm2, "Why is the sky blue?", "--verbose")
+    assert out.stdout.strip() and "eval rate:" in out.stderr
+    piped = server.cli("run", smollm2, input="Say hi.")
+    assert piped.stdout.strip()
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "ollama_core.cli", "run", smollm2], env=server.env,
+                               stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(secondary)
+    os.write(primary, b'/set parameter num_predict 5\nHello\n"""Two\nlines"""\n/bye\n')
+    out, err = process.communicate(timeout=120)
+    os.close(primary)
+    assert process.returncode == 0, err
+    assert "Set parameter 'num_predict' to '5'" in out and out.count(">>> ") >= 3
+
+
+def test_request_errors(server: Server, smollm2: str) -> None:
+    def post(path: str, body: dict) -> httpx.Response:
+        return httpx.post(server.url + path, json=body)
+
+    assert post("/api/generate", {"model": "nope", "prompt": "x"}).json() == {"error": "model 'nope' not found"}
+    assert post("/api/chat", {"messages": []}).json() == {"error": "model is required"}
+    r = post("/api/embed", {"model": "nope", "input": "x"})
+    assert (r.status_code, r.json()) == (404, {"error": 'model "nope" not found, try pulling it first'})
+    bad_options = [{"num_ctx": 0}, {"num_predict": -3}, {"top_k": "many"}, {"temperature": "hot"}, {"num_batch": 0}]
+    for options in bad_options:
+        r = post("/api/generate", {"model": smollm2, "prompt": "x", "options": options})
+        assert r.status_code == 400, (options, r.text)
+        assert next(iter(options)) in r.json()["error"]
+    r = post("/api/generate", {"model": smollm2, "prompt": "x", "think": True})
+    assert (r.status_code, r.json()) == (400, {"error": f'"{smollm2}" does not support thinking'})
+    r = post("/api/generate", {"model": smollm2, "prompt": "x", "raw": True, "system": "s"})
+    assert r.json() == {"error": "raw mode does not support template, system, or context"}
+    r = post("/api/generate", {"model": smollm2, "prompt": "x", "format": "yaml"})
+    assert r.status_code == 400 and r.json()["error"].startswith("invalid format")
+    r = post("/api/generate", {"model": smollm2, "prompt": "x", "keep_alive": "forever"})
+    assert r.status_code == 400
+    r = post("/api/embed", {"model": smollm2, "input": ["ok", 3]})
+    assert (r.status_code, r.json()) == (400, {"error": "invalid input type"})
+    assert server.alive()
+
+
+def test_four_concurrent_streams_complete(client: ollama.Client, smollm2: str) -> None:
+    results: list[str] = []
+
+    def one(i: int) -> None:
+        reply = client.generate(model=smollm2, prompt=f"Count to {i}", options=FAST)
+        results.append(reply.response)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 4 and all(results)
+
+
+def test_killed_runner_gives_error_line_and_next_request_reloads(server: Server, client: ollama.Client,
+                                                                  smollm2: str) -> None:
+    client.generate(model=smollm2, prompt="warm up", options=FAST)
+    runner_pid = _runner_pid(server)
+    lines: list[dict] = []
+    with httpx.stream("POST", server.url + "/api/generate", timeout=60,
+                      json={"model": smollm2, "prompt": "Tell a long story.", "options": {"num_predict": 2000}}) as r:
+        for raw in r.iter_lines():
+            lines.append(json.loads(raw))
+            if len(lines) == 3:
+                os.kill(runner_pid, signal.SIGKILL)
+    assert r.status_code == 200
+    assert "error" in lines[-1] and not lines[-1].get("done")
+    assert server.alive()
+    deadline = time.monotonic() + 10
+    while client.ps().models and time.monotonic() < deadline:
+        time.sleep(0.2)
+    reply = client.generate(model=smollm2, prompt="Hello again", options=FAST)
+    assert reply.done and reply.response
+    assert _runner_pid(server) != runner_pid
+
+
+def _runner_pid(server: Server) -> int:
+    children = open(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read().split()
+    for pid in children:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        if b"ollama_core.runner" in cmdline:
+            return int(pid)
+    raise AssertionError("no runner process")
