@@ -18,6 +18,7 @@ from ollama_core.gguf import GGUFError, model_details, read_gguf
 from ollama_core.names import ModelName
 from ollama_core.plugins import Registries
 from ollama_core.progress import Progress, ProgressSink
+from ollama_core.quantize import quantization_name, quantize
 from ollama_core.store import (
     MEDIA_TYPE_ADAPTER,
     MEDIA_TYPE_CONFIG,
@@ -177,6 +178,19 @@ class _Builder:
                 produced["projector.gguf"] = self.store.put_file(result.projector_path).digest
             return self.gguf_layers(produced)
 
+    def quantized(self, layers: list[Layer], config: ModelConfig, target: str) -> tuple[list[Layer], ModelConfig]:
+        """Replace the model layer by its quantization to ``target``."""
+        index = next(i for i, layer in enumerate(layers) if layer.mediaType == MEDIA_TYPE_MODEL)
+        source = self.blob_path(layers[index].digest)
+        with tempfile.TemporaryDirectory(prefix="ollama-quantize-") as tmp:
+            output = Path(tmp) / "model.gguf"
+            quantize(source, output, config.file_type or "", target, self.progress)
+            info = self.store.put_file(output)
+        self.created.add(info.digest)
+        layers = list(layers)
+        layers[index] = Layer(mediaType=MEDIA_TYPE_MODEL, digest=info.digest, size=info.size)
+        return layers, msgspec.structs.replace(config, file_type=target)
+
     def text_layer(self, media_type: str, text: str) -> Layer:
         info = self.store.put_bytes(text.encode("utf-8"))
         if info.created:
@@ -196,8 +210,7 @@ def create_model(store: Store, registries: Registries, spec: CreateSpec, progres
     builder = _Builder(store, registries, progress)
     files = check_file_map(spec.files)
     adapters = check_file_map(spec.adapters)
-    if spec.quantize:
-        raise CreateError(400, f"quantize {spec.quantize!r}: quantization is not available in this build")
+    target_type = quantization_name(spec.quantize) if spec.quantize else ""
     if spec.template is not None:
         _check_template(spec.template)
 
@@ -222,13 +235,17 @@ def create_model(store: Store, registries: Registries, spec: CreateSpec, progres
         if all(builder.is_gguf(d) for d in files.values()):
             new_layers, config = builder.gguf_layers(files)
         else:
-            new_layers, config = builder.converted_layers(files, "F16")
+            convert_type = target_type if target_type in ("F16", "BF16") else "F16"
+            new_layers, config = builder.converted_layers(files, convert_type)
         replaced = {MEDIA_TYPE_MODEL, MEDIA_TYPE_PROJECTOR}
         layers = new_layers + [layer for layer in layers if layer.mediaType not in replaced]
     if not layers:
         raise CreateError(400, "neither 'from' or 'files' was specified")
     for _, digest in sorted(adapters.items()):
         layers.append(Layer(mediaType=MEDIA_TYPE_ADAPTER, digest=digest, size=builder.blob_path(digest).stat().st_size))
+
+    if target_type and target_type != config.file_type:
+        layers, config = builder.quantized(layers, config, target_type)
 
     def replace(kind: str, new: Sequence[Layer]) -> None:
         nonlocal layers

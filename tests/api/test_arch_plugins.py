@@ -62,3 +62,27 @@ def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Serv
         reply = client.generate(model="gemma4-tiny", prompt=case["prompt_text"], raw=True,
                                 options={"temperature": 0, "num_predict": len(case["continuation_ids"])})
         assert reply.response == case["continuation_text"], case["prompt_text"]
+
+
+@pytest.mark.parametrize("quantization", ["q8_0", "q4_K_M"])
+def test_create_quantizes_an_f16_model(server: Server, tmp_path: Path, quantization: str) -> None:
+    pytest.importorskip("ollama_arch_gemma4")
+    client = ollama.Client(host=server.url, timeout=120)
+    if "gemma4-f16:latest" not in {m.model for m in client.list().models}:
+        create_from_dir(server, "gemma4-f16", FIXTURES / "gemma4-a", tmp_path)
+    assert client.show("gemma4-f16").details.quantization_level == "F16"
+    statuses = [p.status for p in client.create(model=f"gemma4-{quantization}", from_="gemma4-f16",
+                                                  quantize=quantization, stream=True)]
+    assert f"quantizing F16 model to {quantization.upper()}" in statuses and statuses[-1] == "success"
+    shown = server.cli("show", f"gemma4-{quantization}").stdout
+    assert f"quantization        {quantization.upper()}" in shown
+    reply = client.generate(model=f"gemma4-{quantization}", prompt="The quick brown fox", raw=True,
+                            options={"temperature": 0, "num_predict": 4})
+    assert reply.done and reply.eval_count
+
+
+def test_quantize_refuses_quantized_sources_and_unknown_types(server: Server, smollm2: str) -> None:
+    r = httpx.post(server.url + "/api/create", json={"model": "requant", "from": smollm2, "quantize": "q8_0"})
+    assert r.status_code == 400 and "only supported for F16, BF16 and F32" in r.json()["error"]
+    r = httpx.post(server.url + "/api/create", json={"model": "requant", "from": smollm2, "quantize": "q9_9"})
+    assert r.status_code == 400 and "unsupported quantization type" in r.json()["error"]
