@@ -1,0 +1,1 @@
+"""Tests of pulling from and pushing to registries."""
