@@ -163,7 +163,15 @@ def run(model: str, prompt: tuple[str, ...], verbose: bool, keepalive: str | Non
             parse_duration(keepalive)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--keepalive") from None
-    info = request("POST", "/api/show", json={"model": model}).json()
+    try:
+        info = request("POST", "/api/show", json={"model": model}).json()
+    except ServerError as exc:
+        if "not found" not in exc.message:
+            raise
+        from ollama_core.cli.transfer import show_progress
+
+        show_progress("/api/pull", {"model": model})
+        info = request("POST", "/api/show", json={"model": model}).json()
     capabilities = info.get("capabilities") or []
     text = " ".join(prompt)
     if not sys.stdin.isatty():

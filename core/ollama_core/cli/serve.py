@@ -20,6 +20,7 @@ def serve() -> None:
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("ollama_core.serve")
+    logging.getLogger("httpx").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
     pm = create_plugin_manager()
     for problem in pm.errors:
         log.warning("plugin %s not loaded (%s): %s", problem.plugin, problem.phase, problem.error)
