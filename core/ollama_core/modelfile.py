@@ -431,9 +431,10 @@ def _local_files(path: Path, line: int, *, missing_ok: bool) -> list[Path] | Non
     except ModelfileError as exc:
         raise ModelfileError(exc.message, line) from None
     files = []
+    root = os.path.realpath(path)
     for found in candidates:
         real = Path(os.path.realpath(found))
-        relative = os.path.relpath(real, path)
+        relative = os.path.relpath(real, root)
         if relative == ".." or relative.startswith(".." + os.sep) or os.path.isabs(relative):
             if ".cache" in relative:
                 raise ModelfileError(

@@ -496,3 +496,19 @@ def test_format_parameters() -> None:
 
 def test_modelfile_struct_defaults() -> None:
     assert Modelfile().to_text() == ""
+
+
+def test_model_directory_reached_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "config.json").write_text("{}")
+    (real / "model.safetensors").write_bytes(b"\0" * 16)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    parts = parse_modelfile(f"FROM {tmp_path / 'link'}\n").to_create_request(tmp_path)
+    assert sorted(p.name for p in parts.files) == ["config.json", "model.safetensors"]
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(b"\0" * 16)
+    (real / "model.safetensors").unlink()
+    (real / "model.safetensors").symlink_to(outside)
+    with pytest.raises(ModelfileError, match="insecure path"):
+        parse_modelfile(f"FROM {real}\n").to_create_request(tmp_path)
