@@ -12,10 +12,11 @@ import anyio
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from ollama_api.errors import EXCEPTION_HANDLERS
 from ollama_api.middleware import cors_config, guard_middleware
-from ollama_core import __version__
+from ollama_core import __version__, metrics
 from ollama_core.context import ServerContext
 from ollama_core.inference import Inference
 from ollama_core.model_facts import ModelInspector
@@ -75,11 +76,13 @@ def create_app(plugin_manager: PluginManager, settings: Settings) -> Litestar:
     def provide_context() -> ServerContext:
         return context
 
+    metrics.install(context.inference.scheduler)
+    prometheus = PrometheusConfig(app_name="ollama", prefix="ollama", group_path=True, exclude=["/metrics"])
     app = Litestar(
-        route_handlers=handlers,
+        route_handlers=[*handlers, PrometheusController],
         dependencies={"ctx": Provide(provide_context, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[guard_middleware(settings)],
+        middleware=[guard_middleware(settings), prometheus.middleware],
         cors_config=cors_config(settings),
         request_max_body_size=settings.max_request_size,
         openapi_config=OpenAPIConfig(title="ollama-core", version=__version__, path="/openapi"),

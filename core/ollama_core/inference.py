@@ -16,6 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from ollama_core import metrics
 from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
 from ollama_core.errors import RequestError
 from ollama_core.gguf import GGUFError
@@ -153,7 +154,7 @@ class Inference:
         key = (target.model.model_digest, tuple(target.model.adapter_digests), tuple(target.model.projector_digests),
                embedding, load_opts)
         return LoadRequest(key=key, name=target.model.model_digest or "", num_parallel=parallel,
-                           payload=(target, dict(options), embedding))
+                           payload=(target, dict(options), embedding), label=target.display)
 
     async def _start_runner(self, request: LoadRequest) -> RunnerProcess:
         target, options, embedding = request.payload
@@ -268,7 +269,9 @@ class Inference:
                             tail = _collect(parser.finish())
                             if tail.content or tail.thinking or tail.tool_calls:
                                 yield tail
-                        yield _final(event, started, load_duration)
+                        final = _final(event, started, load_duration)
+                        metrics.record_generation(target.display, final.prompt_eval_count, final.eval_count)
+                        yield final
 
     async def embed(
         self,
@@ -286,6 +289,7 @@ class Inference:
             if not inputs:
                 return EmbedResult([], 0, time.monotonic_ns() - started, load_duration)
             result = await loaded.runner.embed(Embed(inputs=list(inputs), truncate=truncate))
+        metrics.record_embedding(target.display, sum(result.token_counts))
         return EmbedResult(
             vectors=result.embeddings,
             prompt_eval_count=sum(result.token_counts),

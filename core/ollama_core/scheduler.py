@@ -46,6 +46,7 @@ class LoadRequest:
     name: str
     num_parallel: int
     payload: Any = None
+    label: str = ""
 
 
 @dataclass(eq=False)
@@ -96,6 +97,11 @@ class Scheduler:
         self._pending = 0
         self._load_lock = anyio.Lock()
         self._changed = anyio.Condition()
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a load or a free slot."""
+        return self._pending
 
     def loaded(self) -> list[LoadedModel]:
         """Currently loaded models, longest remaining life first."""

@@ -11,11 +11,11 @@ from ollama_core.hookspecs import hookimpl
 
 
 def _routes(_: ServerContext) -> Iterable[Any]:
-    from ollama_api.native import blobs, chat, create, embed, generate, meta, models, ps, registry
+    from ollama_api.native import blobs, chat, create, embed, generate, meta, models, ps, registry, tokens
 
     return [
         *meta.ROUTES, *models.ROUTES, *blobs.ROUTES, *create.ROUTES,
-        *generate.ROUTES, *chat.ROUTES, *embed.ROUTES, *ps.ROUTES, *registry.ROUTES,
+        *generate.ROUTES, *chat.ROUTES, *embed.ROUTES, *ps.ROUTES, *registry.ROUTES, *tokens.ROUTES,
     ]
 
 
