@@ -38,6 +38,7 @@ from ollama_core.store import (
     Store,
     load_model,
 )
+from ollama_core.verify import verify_conversion
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class CreateSpec:
     renderer: str = ""
     parser: str = ""
     requires: str = ""
+    verify: bool = False
 
 
 def check_file_map(files: Mapping[str, str]) -> dict[str, str]:
@@ -137,7 +139,9 @@ class _Builder:
             raise CreateError(400, "no model GGUF among the files")
         return model_layers + projector_layers, config
 
-    def converted_layers(self, files: Mapping[str, str], file_type: str) -> tuple[list[Layer], ModelConfig]:
+    def converted_layers(
+        self, files: Mapping[str, str], file_type: str, *, verify: bool = False
+    ) -> tuple[list[Layer], ModelConfig]:
         """Materialise a safetensors checkpoint from blobs and convert it with a converter plugin."""
         with tempfile.TemporaryDirectory(prefix="ollama-convert-") as tmp:
             source = Path(tmp) / "checkpoint"
@@ -173,6 +177,8 @@ class _Builder:
                 raise
             except (ValueError, KeyError, OSError) as exc:
                 raise CreateError(400, f"conversion failed: {exc}") from None
+            if verify:
+                verify_conversion(self.registries, architectures, source, result.model_path, self.progress)
             produced = {"model.gguf": self.store.put_file(result.model_path).digest}
             if result.projector_path is not None:
                 produced["projector.gguf"] = self.store.put_file(result.projector_path).digest
@@ -236,7 +242,7 @@ def create_model(store: Store, registries: Registries, spec: CreateSpec, progres
             new_layers, config = builder.gguf_layers(files)
         else:
             convert_type = target_type if target_type in ("F16", "BF16") else "F16"
-            new_layers, config = builder.converted_layers(files, convert_type)
+            new_layers, config = builder.converted_layers(files, convert_type, verify=spec.verify)
         replaced = {MEDIA_TYPE_MODEL, MEDIA_TYPE_PROJECTOR}
         layers = new_layers + [layer for layer in layers if layer.mediaType not in replaced]
     if not layers:

@@ -24,16 +24,19 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
-def create_from_dir(server: Server, name: str, checkpoint: Path, tmp_path: Path, extra: str = "") -> str:
+def create_from_dir(server: Server, name: str, checkpoint: Path, tmp_path: Path, *, verify: bool = False) -> str:
     modelfile = tmp_path / f"Modelfile.{name}"
-    modelfile.write_text(f"FROM {checkpoint}\n{extra}")
-    return server.cli("create", name, "-f", str(modelfile), timeout=300).stdout
+    modelfile.write_text(f"FROM {checkpoint}\n")
+    flags = ["--verify"] if verify else []
+    return server.cli("create", name, "-f", str(modelfile), *flags, timeout=300).stdout
 
 
 def test_modernbert_checkpoint_converts_and_embeds_like_transformers(server: Server, tmp_path: Path) -> None:
     pytest.importorskip("ollama_arch_modernbert")
-    out = create_from_dir(server, "mbert", FIXTURES / "modernbert-a", tmp_path)
-    assert "converting model" in out and out.strip().endswith("success")
+    out = create_from_dir(server, "mbert", FIXTURES / "modernbert-a", tmp_path, verify=True)
+    assert "converting model" in out and "verifying conversion" in out and out.strip().endswith("success")
+    cosines = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("probe ")]
+    assert len(cosines) == 4 and min(cosines) >= 0.9999
     client = ollama.Client(host=server.url, timeout=120)
     info = client.show("mbert")
     assert info.capabilities == ["embedding"] and info.details.family == "modern-bert"
@@ -49,8 +52,8 @@ def test_modernbert_checkpoint_converts_and_embeds_like_transformers(server: Ser
 
 def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Server, tmp_path: Path) -> None:
     pytest.importorskip("ollama_arch_gemma4")
-    out = create_from_dir(server, "gemma4-tiny", FIXTURES / "gemma4-a", tmp_path)
-    assert out.strip().endswith("success")
+    out = create_from_dir(server, "gemma4-tiny", FIXTURES / "gemma4-a", tmp_path, verify=True)
+    assert "verification skipped" in out and out.strip().endswith("success")
     client = ollama.Client(host=server.url, timeout=120)
     info = client.show("gemma4-tiny")
     assert info.details.family == "gemma4" and "completion" in info.capabilities

@@ -42,6 +42,7 @@ async def create(data: CreateRequest, ctx: ServerContext) -> Response[Any]:
         renderer=data.renderer,
         parser=data.parser,
         requires=data.requires,
+        verify=data.verify,
     )
 
     def work(progress: ProgressSink) -> None:

@@ -91,6 +91,7 @@ class CreateRequest(msgspec.Struct, omit_defaults=True):
     renderer: str = ""
     parser: str = ""
     requires: str = ""
+    verify: bool = False
     stream: bool = True
 
 

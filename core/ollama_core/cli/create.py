@@ -80,7 +80,8 @@ def _file_map(paths: list[Path]) -> dict[str, str]:
 @click.argument("model")
 @click.option("-f", "--file", "modelfile", default="Modelfile", show_default=True, help="Name of the Modelfile")
 @click.option("-q", "--quantize", default="", help="Quantize model to this level (e.g. q4_K_M)")
-def create(model: str, modelfile: str, quantize: str) -> None:
+@click.option("--verify", is_flag=True, help="Compare a converted checkpoint with its reference implementation")
+def create(model: str, modelfile: str, quantize: str, verify: bool) -> None:
     """Parse the Modelfile, upload what it names, and stream the server's status lines."""
     from ollama_core.modelfile import ModelfileError, parse_modelfile
 
@@ -112,6 +113,8 @@ def create(model: str, modelfile: str, quantize: str) -> None:
         body["messages"] = parts.messages
     if quantize:
         body["quantize"] = quantize
+    if verify:
+        body["verify"] = True
     status = ""
     for line in stream_lines("/api/create", body):
         if line.get("status") and line["status"] != status:
