@@ -168,7 +168,11 @@ class Parser(Protocol):
 
 @dataclass(frozen=True)
 class ParserSpec:
-    """Announces an output parser; ``factory(tools, think)`` makes one per response."""
+    """Announces an output parser; ``factory(tools, think)`` makes one per response.
+
+    A factory that also accepts a ``prompt`` keyword receives the rendered prompt, so it can
+    tell whether generation starts inside a section the prompt opened (e.g. a thought block).
+    """
 
     name: str
     factory: Callable[[Sequence[Mapping[str, Any]] | None, bool], Parser]

@@ -7,6 +7,7 @@ surface -> :class:`Inference` -> scheduler -> runner -> llama.cpp, and back as a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -216,12 +217,14 @@ class Inference:
         except ValueError as exc:
             raise RequestError(400, f"template error: {exc}") from None
 
-    def parser(self, target: Target, tools: Sequence[Mapping[str, Any]] | None, think: bool) -> Parser:
-        """A fresh output parser for one response."""
+    def parser(self, target: Target, tools: Sequence[Mapping[str, Any]] | None, think: bool, prompt: str = "") -> Parser:
+        """A fresh output parser for one response (given the rendered ``prompt`` when it wants it)."""
         config = target.model.config
         spec = self.registries.parser_for(config.parser or None, target.facts.architecture or None)
         if spec is None:
             raise RequestError(500, "no output parser is available")
+        if prompt and "prompt" in inspect.signature(spec.factory).parameters:
+            return spec.factory(tools, think, prompt=prompt)
         return spec.factory(tools, think)
 
     async def generate(

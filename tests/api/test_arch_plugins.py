@@ -58,6 +58,12 @@ def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Serv
     info = client.show("gemma4-tiny")
     assert info.details.family == "gemma4" and "completion" in info.capabilities
     assert "thinking" in info.capabilities and "tools" in info.capabilities
+    r = httpx.post(server.url + "/api/chat", json={"model": "gemma4-tiny", "think": False, "_debug_render_only": True,
+                                                   "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.json()["_debug_info"]["rendered_template"].endswith("<|turn>user\nHi<turn|>\n<|turn>model\n")
+    reply = client.chat(model="gemma4-tiny", messages=[{"role": "user", "content": "Hi"}],
+                        options={"num_predict": 6, "temperature": 0})
+    assert reply.done and reply.eval_count
     reference = json.loads((FIXTURES / "gemma4-a" / "reference.json").read_text())
     for case in reference["greedy"]:
         if case["min_margin"] < 0.05:

@@ -91,7 +91,7 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
         return json_response(DebugRenderResponse(model=data.model, created_at=created,
                                                  debug_info=DebugInfo(rendered_template=str(prompt),
                                                                       image_count=len(data.images or []))))
-    parser = None if data.raw else inference.parser(target, None, think)
+    parser = None if data.raw else inference.parser(target, None, think, str(prompt))
     events = inference.generate(target, prompt, add_bos=add_bos, options=options, keep_alive=keep_alive,
                                 parser=parser, format=fmt, shift=data.shift is not False,
                                 truncate=data.truncate is not False, return_context=not data.raw)

@@ -58,10 +58,10 @@ def _renderer() -> Gemma4Renderer:
     return Gemma4Renderer()
 
 
-def _parser(tools: Sequence[Mapping[str, Any]] | None, think: bool) -> Gemma4Parser:
+def _parser(tools: Sequence[Mapping[str, Any]] | None, think: bool, *, prompt: str = "") -> Gemma4Parser:
     from ollama_arch_gemma4.parser import Gemma4Parser
 
-    return Gemma4Parser(tools, think)
+    return Gemma4Parser(tools, think, prompt=prompt)
 
 
 @hookimpl
