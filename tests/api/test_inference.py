@@ -41,6 +41,15 @@ def client(server: Server, smollm2: str) -> ollama.Client:
     return ollama.Client(host=server.url, timeout=120)
 
 
+@pytest.fixture
+def only_smollm2(server: Server, client: ollama.Client, smollm2: str) -> None:
+    """Unload whatever other tests sharing this server left loaded."""
+    for running in client.ps().models:
+        if running.model != "smollm2:latest":
+            httpx.post(server.url + "/api/generate", json={"model": running.model, "keep_alive": 0}, timeout=60)
+    assert [m.model for m in client.ps().models if m.model != "smollm2:latest"] == []
+
+
 def test_generate_stream_and_final_metrics(client: ollama.Client, smollm2: str) -> None:
     parts = list(client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, stream=True))
     assert all(not p.done for p in parts[:-1]) and parts[-1].done
@@ -137,7 +146,7 @@ def test_embed_and_legacy_embeddings(client: ollama.Client, smollm2: str) -> Non
     assert client.embed(model=smollm2, input=[]).embeddings == []
 
 
-def test_load_unload_and_ps(server: Server, client: ollama.Client, smollm2: str) -> None:
+def test_load_unload_and_ps(server: Server, client: ollama.Client, smollm2: str, only_smollm2: None) -> None:
     loaded = httpx.post(server.url + "/api/generate", json={"model": smollm2}).json()
     assert loaded["done"] is True and loaded["done_reason"] == "load" and loaded["response"] == ""
     running = client.ps().models
@@ -213,7 +222,7 @@ def test_four_concurrent_streams_complete(client: ollama.Client, smollm2: str) -
 
 
 def test_killed_runner_gives_error_line_and_next_request_reloads(server: Server, client: ollama.Client,
-                                                                  smollm2: str) -> None:
+                                                                  smollm2: str, only_smollm2: None) -> None:
     client.generate(model=smollm2, prompt="warm up", options=FAST)
     runner_pid = _runner_pid(server)
     lines: list[dict] = []
