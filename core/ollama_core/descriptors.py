@@ -182,28 +182,57 @@ class ParserSpec:
 
 @dataclass(frozen=True)
 class Device:
-    """One compute device a backend can place model layers on."""
+    """One compute device a backend can place model layers on, as discovered now.
+
+    ``id`` names the device to its runtime (a CUDA ``GPU-...`` UUID, usable in
+    ``CUDA_VISIBLE_DEVICES``); ``index`` is its position among the devices llama.cpp sees for
+    this backend (what ``main_gpu`` refers to). ``compute`` is the compute capability or GPU
+    family (``8.9``, ``apple9``), ``driver`` the driver version and ``runtime`` the runtime API
+    version the driver supports (CUDA ``12.4``, a macOS version for Metal). ``reserved`` is
+    memory the runtime itself takes on the device once a model is loaded (context, kernels),
+    which the planner sets aside. ``unified`` marks memory shared with the CPU (Apple Silicon);
+    ``flash_attention`` says whether llama.cpp's flash-attention kernels run on the device.
+    """
 
     backend: str
     id: str
     name: str
     total_memory: int
     free_memory: int
+    index: int = 0
     compute: str = ""
     driver: str = ""
+    runtime: str = ""
+    reserved: int = 0
+    unified: bool = False
+    flash_attention: bool = True
 
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """Whether a backend can be used here, and why not when it cannot."""
+    """Whether a backend can be used here, its devices, and why not when it cannot.
+
+    An unavailable backend may still list the devices it found (e.g. GPUs that the installed
+    llama-cpp-python build cannot use), so the reason can name them. ``visible_devices_env``
+    is the environment variable that restricts a runner to some of the devices by ``id``
+    (``CUDA_VISIBLE_DEVICES``); empty when the backend has none.
+    """
 
     available: bool
     reason: str = ""
     devices: tuple[Device, ...] = ()
+    visible_devices_env: str = ""
 
 
 class Backend(Protocol):
-    """A compute backend: discovers its devices."""
+    """A compute backend: discovers its devices and says whether this install can use them.
+
+    Backends only describe devices; the core plans where a model's layers go
+    (:mod:`ollama_core.backends.plan`) the same way for every backend, from each
+    :class:`Device`'s memory figures and flags. ``status()`` is called before every model load,
+    so free memory is current; it must not raise for an expected absence (no driver, wrong
+    platform) but return ``available=False`` with the reason.
+    """
 
     name: str
 
@@ -212,7 +241,11 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Announces a compute backend; ``priority`` orders backends (higher is tried first)."""
+    """Announces a compute backend; ``priority`` orders backends (higher is tried first).
+
+    The first available backend with devices, in priority order, runs the models; the
+    built-in CPU backend (lowest priority) is the fallback.
+    """
 
     name: str
     factory: Callable[[], Backend]

@@ -103,8 +103,11 @@ def ollama_parsers() -> Sequence[ParserSpec]:
 def ollama_backends() -> Sequence[BackendSpec]:
     """Offer compute backends (CPU, CUDA, Metal, ...).
 
-    Called once when registries are built. The scheduler asks each backend, highest
-    ``priority`` first, for its status and devices; the built-in CPU backend is the fallback.
+    Called once when registries are built. Before every model load the core asks each
+    backend, highest ``priority`` first, for its :class:`BackendStatus` (devices with their
+    current free memory) and plans how many layers go to which device of the first available
+    backend with devices; the built-in CPU backend is the fallback. Backends only describe
+    devices: they never choose layer counts themselves.
     """
 
 

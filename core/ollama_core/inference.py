@@ -10,14 +10,20 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from ollama_core import metrics
+from ollama_core.backends.discovery import discover
+from ollama_core.backends.plan import LoadPlan, PlanRequest, PlanSettings, plan_load
 from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
 from ollama_core.errors import RequestError
 from ollama_core.gguf import GGUFError
@@ -111,6 +117,7 @@ class Inference:
         self.store = store
         self.inspector = inspector
         self.registries = registries
+        self._plans: weakref.WeakKeyDictionary[RunnerProcess, LoadPlan] = weakref.WeakKeyDictionary()
         self.scheduler = Scheduler(
             self._start_runner,
             max_loaded=settings.max_loaded_models,
@@ -162,21 +169,51 @@ class Inference:
         model = target.model
         if model.model_path is None:
             raise RequestError(400, f"{target.requested!r} has no model weights")
+        plan = await anyio.to_thread.run_sync(self._plan, target, options, request.num_parallel, embedding)
+        log.info("%s: %s", target.display, plan.describe())
         config = Load(
             model_path=str(model.model_path),
             num_ctx=int(options["num_ctx"]),
             num_parallel=request.num_parallel,
             num_batch=int(options.get("num_batch") or 512),
-            n_gpu_layers=int(options.get("num_gpu", -1) if options.get("num_gpu") is not None else -1),
-            main_gpu=int(options.get("main_gpu") or 0),
+            n_gpu_layers=plan.n_gpu_layers,
+            main_gpu=plan.main_gpu,
             num_thread=int(options.get("num_thread") or 0),
             use_mmap=options.get("use_mmap"),
-            flash_attn=self.settings.flash_attention,
-            kv_cache_type=self.settings.kv_cache_type,
+            flash_attn=plan.flash_attn,
+            kv_cache_type=plan.kv_cache_type,
             embedding=embedding,
             lora_paths=[str(p) for p in model.adapter_paths],
         )
-        return await RunnerProcess.start(config, load_timeout=self.settings.load_timeout, python=sys.executable)
+        env = {**os.environ, **plan.env} if plan.env else None
+        runner = await RunnerProcess.start(
+            config, load_timeout=self.settings.load_timeout, env=env, python=sys.executable
+        )
+        self._plans[runner] = plan
+        return runner
+
+    def _plan(self, target: Target, options: Mapping[str, Any], num_parallel: int, embedding: bool) -> LoadPlan:
+        """Where the model's layers go, given the devices the backends report now."""
+        gguf = target.facts.gguf
+        if gguf is None:
+            raise RequestError(400, f"{target.requested!r} has no GGUF model weights")
+        num_ctx = int(options["num_ctx"])
+        num_gpu = options.get("num_gpu")
+        main_gpu = options.get("main_gpu")
+        request = PlanRequest(
+            num_ctx=num_ctx,
+            num_parallel=num_parallel,
+            num_batch=num_ctx if embedding else int(options.get("num_batch") or 512),
+            num_gpu=int(num_gpu) if num_gpu is not None else None,
+            main_gpu=int(main_gpu) if main_gpu is not None else None,
+        )
+        discovery = discover(self.registries.values("backends"))
+        settings = PlanSettings.from_settings(self.settings, os.environ)
+        return plan_load(gguf, discovery, request, settings, projector=target.facts.projector)
+
+    def plan_of(self, loaded: LoadedModel) -> LoadPlan | None:
+        """The memory plan a loaded model's runner was started with (None for runners started otherwise)."""
+        return self._plans.get(loaded.runner)
 
     async def load(self, target: Target, options: Mapping[str, Any], keep_alive: float | None) -> LoadedModel:
         """Load the model (if needed) without generating: empty prompt or messages."""

@@ -175,8 +175,8 @@ class RunningModel(msgspec.Struct, omit_defaults=True):
     digest: str
     details: ModelDetails
     expires_at: str
-    size_vram: int = 0
-    context_length: int = 0
+    size_vram: int
+    context_length: int
 
 
 class PsResponse(msgspec.Struct):

@@ -17,14 +17,15 @@ FOREVER_SPAN = timedelta(days=365 * 292)
 
 @get("/api/ps", sync_to_thread=False)
 def running(ctx: ServerContext) -> PsResponse:
-    """Every loaded runner, longest remaining life first."""
+    """Every loaded runner, longest remaining life first, with the memory its load plan gives it."""
     models = []
     current = datetime.now(timezone.utc).astimezone()
     for loaded in ctx.inference.scheduler.loaded():
         target, options, _ = loaded.request.payload
         remaining = loaded.expires_in
         expires = current + (FOREVER_SPAN if math.isinf(remaining) else timedelta(seconds=remaining))
-        size = target.model.size
+        plan = ctx.inference.plan_of(loaded)
+        size = plan.size if plan is not None else target.model.size
         display = target.display
         models.append(
             RunningModel(
@@ -34,7 +35,7 @@ def running(ctx: ServerContext) -> PsResponse:
                 digest=target.model.digest,
                 details=details_of(target.facts),
                 expires_at=format_time(expires),
-                size_vram=0,
+                size_vram=plan.size_vram if plan is not None else 0,
                 context_length=int(options.get("num_ctx") or 0),
             )
         )

@@ -13,6 +13,7 @@ def serve() -> None:
     import uvicorn
 
     from ollama_api.app import create_app
+    from ollama_core.backends.discovery import discover
     from ollama_core.plugins import create_plugin_manager
     from ollama_core.settings import Settings
 
@@ -25,6 +26,8 @@ def serve() -> None:
     for problem in pm.errors:
         log.warning("plugin %s not loaded (%s): %s", problem.plugin, problem.phase, problem.error)
     app = create_app(pm, settings)
+    for line in discover(app.state.context.registries.values("backends")).describe():
+        log.info("%s", line)
     log.info("models in %s", settings.models_dir)
     log.info("listening on %s:%d", settings.host.host or "0.0.0.0", settings.host.port)
     uvicorn.run(

@@ -1,0 +1,1 @@
+"""Apple Silicon GPUs for ollama-core: unified-memory discovery and a check of the llama-cpp-python build."""
