@@ -7,11 +7,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ollama_core.gguf import GGUFFile, derive_capabilities, model_details, read_gguf
+from ollama_core.gguf import GGUFError, GGUFFile, derive_capabilities, model_details, read_gguf
+from ollama_core.store import ModelNotFoundError, load_model
 
 if TYPE_CHECKING:
     from ollama_core.plugins import Registries
-    from ollama_core.store import Model, ModelConfig, Store
+    from ollama_core.store import Model, ModelConfig, Store, StoredManifest
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ class ModelInspector:
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return parsed
+
+    def listing(self) -> list[tuple[StoredManifest, Model, ModelFacts]]:
+        """Every readable stored model with its facts, newest first; unreadable ones are skipped."""
+        entries = []
+        for stored in self.store.list_models():
+            try:
+                model = load_model(self.store, stored.name)
+                entries.append((stored, model, self.facts(model)))
+            except (ModelNotFoundError, GGUFError, OSError, ValueError):
+                continue
+        entries.sort(key=lambda entry: entry[0].modified_at, reverse=True)
+        return entries
 
     def facts(self, model: Model) -> ModelFacts:
         """Details and capabilities of ``model`` as Ollama reports them."""

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ollama_core.builtins.cpu_backend",
     "ollama_core.builtins.default_prompt",
     "ollama_api.native.plugin",
+    "ollama_api.openai.plugin",
 )
 
 

@@ -61,30 +61,21 @@ def details_of(facts: ModelFacts) -> ModelDetails:
 
 
 def _list_models(ctx: ServerContext) -> ListResponse:
-    entries: list[tuple[float, ListModel]] = []
-    for stored in ctx.store.list_models():
-        try:
-            model = load_model(ctx.store, stored.name)
-            facts = ctx.inspector.facts(model)
-        except (ModelNotFoundError, GGUFError, OSError, ValueError):
-            continue
+    models = []
+    for stored, _, facts in ctx.inspector.listing():
         display = stored.name.display()
-        entries.append(
-            (
-                stored.modified_at.timestamp(),
-                ListModel(
-                    name=display,
-                    model=display,
-                    modified_at=format_time(stored.modified_at),
-                    size=stored.size,
-                    digest=stored.digest,
-                    details=details_of(facts),
-                    capabilities=facts.capabilities or None,
-                ),
+        models.append(
+            ListModel(
+                name=display,
+                model=display,
+                modified_at=format_time(stored.modified_at),
+                size=stored.size,
+                digest=stored.digest,
+                details=details_of(facts),
+                capabilities=facts.capabilities or None,
             )
         )
-    entries.sort(key=lambda e: e[0], reverse=True)
-    return ListResponse(models=[e[1] for e in entries])
+    return ListResponse(models=models)
 
 
 @get("/api/tags")
