@@ -22,7 +22,7 @@ fi
 
 editables=(-e ".[test]")
 for plugin in plugins/*/; do
-    [[ -f "$plugin/pyproject.toml" ]] && editables+=(-e "$plugin")
+    [[ -f "$plugin/pyproject.toml" ]] && editables+=(-e "${plugin%/}[test]")
 done
 "${pip[@]}" install --quiet --find-links "$wheels" "$llama" "${editables[@]}"
 echo "installed into $root/.venv" >&2

@@ -1,10 +1,11 @@
 """HF safetensors Gemma 4 checkpoint -> text GGUF for llama.cpp (``general.architecture`` = ``gemma4``).
 
 Covers every text variant: per-layer embeddings and KV sharing (E2B/E4B), fused ``gate_up``
-MoE experts (26B-A4B), dense (31B), and the text part of ``Gemma4ForConditionalGeneration``
-(audio and vision towers are left to a projector converter). Every tensor's presence and shape is
-checked against the configuration before anything is written; the data is then streamed tensor
-by tensor (in slices of large tensors) from memory-mapped safetensors into the GGUF.
+MoE experts (26B-A4B), dense (31B), and the text part of ``Gemma4ForConditionalGeneration``,
+whose audio and vision towers go to a separate projector GGUF (:mod:`ollama_arch_gemma4.projector`).
+Every tensor's presence and shape is checked against the configuration before anything is
+written; the data is then streamed tensor by tensor (in slices of large tensors) from
+memory-mapped safetensors into the GGUF.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 from ollama_core.descriptors import ConversionResult, ProgressCallback
 
 from ollama_arch_gemma4.chat_templates import bundled_template, variant_for
-from ollama_arch_gemma4.checkpoint import Checkpoint, bf16_to_float32, float32_to_bf16
+from ollama_arch_gemma4.checkpoint import Checkpoint
 from ollama_arch_gemma4.config import (
     CONDITIONAL_GENERATION,
     Gemma4TextConfig,
@@ -30,6 +29,9 @@ from ollama_arch_gemma4.config import (
     check_convertible,
     read_config,
 )
+from ollama_arch_gemma4.gguf_stream import PlannedTensor, write_gguf
+from ollama_arch_gemma4.projector import ARCH as PROJECTOR_ARCH
+from ollama_arch_gemma4.projector import plan_projector
 from ollama_arch_gemma4.tokenizer import tokenizer_metadata
 
 logger = logging.getLogger(__name__)
@@ -42,13 +44,6 @@ _FILE_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
     "F16": (_Q.F16, gguf.LlamaFileType.MOSTLY_F16),
     "BF16": (_Q.BF16, gguf.LlamaFileType.MOSTLY_BF16),
 }
-_ITEM_SIZE = {_Q.F32: 4, _Q.F16: 2, _Q.BF16: 2}
-_INFO_DTYPE: dict[gguf.GGMLQuantizationType, np.dtype[Any]] = {
-    _Q.F32: np.dtype(np.float32),
-    _Q.F16: np.dtype(np.float16),
-    _Q.BF16: np.dtype(np.uint16),
-}
-_CHUNK_BYTES = 64 * 1024 * 1024
 
 _GLOBAL_TENSORS = {
     "embed_tokens.weight": "token_embd.weight",
@@ -92,29 +87,16 @@ _ROW_TRUNCATED = frozenset({"token_embd.weight", "per_layer_token_embd.weight", 
 _UNROTATED = 1e30
 
 
-@dataclass(frozen=True)
-class PlannedTensor:
-    """One GGUF tensor: its name, numpy-order shape, GGML type and where its data comes from."""
-
-    name: str
-    shape: tuple[int, ...]
-    ggml_type: gguf.GGMLQuantizationType
-    source: str | None = None
-    values: np.ndarray | None = None
-
-    @property
-    def nbytes(self) -> int:
-        """Size of the tensor data in the GGUF."""
-        return int(np.prod(self.shape, dtype=np.int64)) * _ITEM_SIZE[self.ggml_type]
-
-
 class Gemma4Converter:
-    """Converts a Gemma 4 HF checkpoint directory into a text GGUF."""
+    """Converts a Gemma 4 HF checkpoint directory into a text GGUF and, with towers, a projector GGUF."""
 
     def convert(
         self, source: Path, output_dir: Path, *, file_type: str, progress: ProgressCallback
     ) -> ConversionResult:
-        """Write ``model-<file_type>.gguf`` under ``output_dir`` (``file_type``: F32, F16 or BF16)."""
+        """Write ``model-<type>.gguf`` (and ``mmproj-<type>.gguf`` for audio/vision towers) under ``output_dir``.
+
+        ``file_type`` is F32, F16 or BF16.
+        """
         key = file_type.upper()
         if key not in _FILE_TYPES:
             raise ValueError(f"unsupported file type {file_type!r}; Gemma 4 converts to {', '.join(_FILE_TYPES)}")
@@ -131,20 +113,35 @@ class Gemma4Converter:
             notes.append(f"the checkpoint has no chat template; wrote the bundled {variant}-model Gemma 4 template")
         checkpoint = Checkpoint(source)
         plan = plan_tensors(config, checkpoint, len(tokenizer["tokenizer.ggml.tokens"]), matrix_type)
-        if config.architecture == CONDITIONAL_GENERATION:
-            notes.append("text model only: the audio and vision towers are not part of this GGUF")
+        projector = plan_projector(source, config, checkpoint, matrix_type, llama_file_type)
+        metadata = {
+            "general.name": source.resolve().name,
+            "general.file_type": int(llama_file_type),
+            "general.quantization_version": gguf.GGML_QUANT_VERSION,
+            **gguf_metadata(config),
+            **tokenizer,
+        }
 
         output_dir.mkdir(parents=True, exist_ok=True)
         path = output_dir / f"model-{key.lower()}.gguf"
-        partial = path.with_name(path.name + ".partial")
+        outputs: list[tuple[Path, str, dict[str, Any], list[PlannedTensor]]] = [(path, ARCH, metadata, plan)]
+        projector_path = None
+        if projector is not None:
+            projector_path = output_dir / f"mmproj-{key.lower()}.gguf"
+            outputs.append((projector_path, PROJECTOR_ARCH, projector.metadata, projector.tensors))
+            notes.append(f"multimodal projector ({projector.modalities}) written to {projector_path.name}")
+        partials = [target.with_name(target.name + ".partial") for target, *_ in outputs]
         try:
-            _write_gguf(partial, source.resolve().name, config, tokenizer, plan, checkpoint, llama_file_type, progress)
-            os.replace(partial, path)
+            for (_, architecture, meta, tensors), partial in zip(outputs, partials, strict=True):
+                write_gguf(partial, architecture, meta, tensors, checkpoint, progress)
+            for (target, *_), partial in zip(outputs, partials, strict=True):
+                os.replace(partial, target)
+                size = target.stat().st_size
+                progress("wrote " + target.name, completed=size, total=size)
         finally:
-            partial.unlink(missing_ok=True)
-        size = path.stat().st_size
-        progress("wrote " + path.name, completed=size, total=size)
-        return ConversionResult(model_path=path, notes=tuple(notes))
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+        return ConversionResult(model_path=path, projector_path=projector_path, notes=tuple(notes))
 
 
 def plan_tensors(
@@ -298,96 +295,6 @@ def gguf_metadata(config: Gemma4TextConfig) -> dict[str, Any]:
         meta[f"{ARCH}.expert_used_count"] = config.top_k_experts
         meta[f"{ARCH}.expert_feed_forward_length"] = config.moe_intermediate_size
     return meta
-
-
-def _add_metadata(writer: gguf.GGUFWriter, key: str, value: Any) -> None:
-    """Write one KV pair: ints as uint32, floats as float32, bools, strings, lists as arrays."""
-    if isinstance(value, bool):
-        writer.add_bool(key, value)
-    elif isinstance(value, int):
-        writer.add_uint32(key, value)
-    elif isinstance(value, float):
-        writer.add_float32(key, value)
-    elif isinstance(value, str):
-        writer.add_string(key, value)
-    elif isinstance(value, list):
-        writer.add_array(key, value)
-    else:
-        raise TypeError(f"{key}: cannot write a {type(value).__name__} to GGUF")
-
-
-def _write_gguf(
-    path: Path,
-    name: str,
-    config: Gemma4TextConfig,
-    tokenizer: Mapping[str, Any],
-    plan: list[PlannedTensor],
-    checkpoint: Checkpoint,
-    file_type: gguf.LlamaFileType,
-    progress: ProgressCallback,
-) -> None:
-    writer = gguf.GGUFWriter(None, ARCH)
-    writer.add_name(name)
-    writer.add_file_type(int(file_type))
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for key, value in {**gguf_metadata(config), **tokenizer}.items():
-        _add_metadata(writer, key, value)
-    for tensor in plan:
-        writer.add_tensor_info(
-            tensor.name, tensor.shape, _INFO_DTYPE[tensor.ggml_type], tensor.nbytes, raw_dtype=tensor.ggml_type
-        )
-    writer.write_header_to_file(path)
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-
-    total = sum(t.nbytes for t in plan)
-    done = 0
-    alignment = writer.data_alignment
-    with path.open("ab") as out:
-        _pad(out, alignment)
-        for tensor in plan:
-            progress(f"converting {tensor.name}", completed=done, total=total)
-            written = 0
-            for chunk in _tensor_chunks(tensor, checkpoint):
-                chunk.tofile(out)
-                written += chunk.nbytes
-            if written != tensor.nbytes:
-                raise RuntimeError(f"{tensor.name}: wrote {written} bytes, expected {tensor.nbytes}")
-            _pad(out, alignment)
-            done += tensor.nbytes
-    progress("converted tensors", completed=total, total=total)
-
-
-def _pad(out: Any, alignment: int) -> None:
-    remainder = out.tell() % alignment
-    if remainder:
-        out.write(b"\x00" * (alignment - remainder))
-
-
-def _tensor_chunks(tensor: PlannedTensor, checkpoint: Checkpoint) -> Iterator[np.ndarray]:
-    """The tensor's data in the GGUF type, in slices along the first axis."""
-    if tensor.values is not None:
-        yield _cast(tensor.values, False, tensor.ggml_type)
-        return
-    assert tensor.source is not None
-    data = checkpoint.raw(tensor.source).reshape(-1, *tensor.shape[1:])[: tensor.shape[0]]
-    bf16 = checkpoint.is_bf16(tensor.source)
-    row_bytes = max(1, int(np.prod(tensor.shape[1:], dtype=np.int64)) * 4)
-    step = max(1, _CHUNK_BYTES // row_bytes)
-    for start in range(0, len(data), step):
-        yield _cast(data[start : start + step], bf16, tensor.ggml_type)
-
-
-def _cast(data: np.ndarray, bf16: bool, target: gguf.GGMLQuantizationType) -> np.ndarray:
-    if target == _Q.BF16 and bf16:
-        return np.ascontiguousarray(data)
-    values = bf16_to_float32(data) if bf16 else np.asarray(data, dtype=np.float32)
-    if target == _Q.F32:
-        return np.ascontiguousarray(values)
-    if target == _Q.F16:
-        return values.astype(np.float16)
-    return float32_to_bf16(values)
 
 
 def _target_name(config: Gemma4TextConfig, name: str) -> str | None:

@@ -80,7 +80,7 @@ def ollama_architectures() -> Sequence[Architecture]:
 
 @hookimpl
 def ollama_converters() -> Sequence[ConverterSpec]:
-    """HF Gemma 4 checkpoints (text part) to GGUF."""
+    """HF Gemma 4 checkpoints to a text GGUF and, for audio/vision towers, a projector GGUF."""
     return [ConverterSpec(name=NAME, hf_architectures=HF_ARCHITECTURES, factory=_converter)]
 
 
