@@ -315,7 +315,11 @@ class Engine:
         params.n_seq_max = parallel
         params.n_ctx = num_ctx * parallel
         params.n_batch = params.n_ubatch = max(1, min(load.num_batch, num_ctx * parallel))
-        params.kv_unified = False
+        # One KV buffer shared by all sequences: llama.cpp then decodes every sequence of a batch
+        # in one ubatch. With a buffer per sequence it splits a batch into one ubatch per run of
+        # consecutive sequence ids with equal token counts, which serialises continuous batching.
+        # Each slot still stops at num_ctx, so the num_ctx * parallel cells always suffice.
+        params.kv_unified = True
         ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not ctx:
             raise LoadError("unable to create the llama context (out of memory?)")
