@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgspec
 
 from ollama_core import metrics
 from ollama_core.backends.discovery import discover
@@ -274,13 +275,18 @@ class Inference:
         keep_alive: float | None,
         parser: Parser | None,
         format: str | dict[str, Any] | None = None,
+        think: bool = False,
         shift: bool = True,
         truncate: bool = True,
         return_context: bool = False,
     ) -> AsyncIterator[Chunk | Final]:
         """Generate on the model's runner, yielding parsed chunks and then one :class:`Final`.
 
-        Closing the iterator early cancels the sequence in the runner.
+        With ``think`` and a ``format``, the format constrains only the answer, as Ollama does:
+        generation starts unconstrained; when the parser sees the first answer content (or tool
+        call), that sequence is cancelled and generation resumes from the end of the thinking
+        with the format's grammar (see :class:`_ThinkingFirst`). Closing the iterator early
+        cancels the sequence in the runner.
         """
         started = time.monotonic_ns()
         job = Generate(
@@ -298,6 +304,23 @@ class Inference:
         )
         async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
             load_duration = time.monotonic_ns() - started
+            first: _ThinkingFirst | None = None
+            if format and think and parser is not None and isinstance(prompt, str):
+                first = _ThinkingFirst(parser)
+                async with aclosing(loaded.runner.generate(msgspec.structs.replace(job, format=None))) as events:
+                    async for event in events:
+                        if isinstance(event, Token):
+                            chunk = first.feed(event.text)
+                            if chunk.content or chunk.thinking:
+                                yield chunk
+                            if first.kept is not None:
+                                break
+                        elif isinstance(event, Done):
+                            async for item in _finish(event, parser, started, load_duration, target):
+                                yield item
+                            return
+                assert first.kept is not None
+                job = first.resume(job, prompt + first.kept)
             async with aclosing(loaded.runner.generate(job)) as events:
                 async for event in events:
                     if isinstance(event, Token):
@@ -305,13 +328,10 @@ class Inference:
                         if chunk.content or chunk.thinking or chunk.tool_calls:
                             yield chunk
                     elif isinstance(event, Done):
-                        if parser is not None:
-                            tail = _collect(parser.finish())
-                            if tail.content or tail.thinking or tail.tool_calls:
-                                yield tail
-                        final = _final(event, started, load_duration)
-                        metrics.record_generation(target.display, final.prompt_eval_count, final.eval_count)
-                        yield final
+                        if first is not None:
+                            first.add_metrics(event)
+                        async for item in _finish(event, parser, started, load_duration, target):
+                            yield item
 
     async def embed(
         self,
@@ -367,6 +387,66 @@ def _special_token(gguf: Any, which: str) -> str:
     except (KeyError, GGUFError, OSError):
         return ""
     return str(tokens[token_id]) if 0 <= token_id < len(tokens) else ""
+
+
+class _ThinkingFirst:
+    """The unconstrained first phase of a generation whose format applies after the thinking.
+
+    Feeds the raw output to the parser until the first answer content or tool call; that
+    chunk's thinking is passed on and the rest held back. ``kept`` is then the raw output
+    before the answer (the thinking with its markers), which the constrained second phase
+    continues from; its slot's cached tokens make that continuation cheap.
+    """
+
+    def __init__(self, parser: Parser) -> None:
+        self.parser = parser
+        self.raw = ""
+        self.kept: str | None = None
+        self.tokens = 0
+        self.started = time.perf_counter_ns()
+        self.first_token = 0
+        self.ended = 0
+
+    def feed(self, text: str) -> Chunk:
+        """Parse one piece; returns what may be streamed now."""
+        now = time.perf_counter_ns()
+        self.first_token = self.first_token or now
+        self.tokens += 1
+        before = self.raw
+        self.raw += text
+        chunk = _parse(self.parser, text)
+        if not (chunk.content.strip() or chunk.tool_calls):
+            return chunk
+        self.ended = now
+        at = self.raw.rfind(chunk.content) if chunk.content else -1
+        self.kept = self.raw[:at] if at >= 0 else before
+        return Chunk(thinking=chunk.thinking)
+
+    def resume(self, job: Generate, prompt: str) -> Generate:
+        """The constrained second phase: the prompt plus the thinking, the rest of the token budget."""
+        num_predict = job.num_predict
+        if num_predict > 0:
+            num_predict = max(1, num_predict - self.tokens)
+        return msgspec.structs.replace(job, prompt=prompt, num_predict=num_predict)
+
+    def add_metrics(self, done: Done) -> None:
+        """Count the first phase's tokens and time into the final metrics."""
+        m = done.metrics
+        m.eval_count += self.tokens
+        m.eval_duration += self.ended - self.first_token
+        m.prompt_eval_duration += self.first_token - self.started
+
+
+async def _finish(
+    done: Done, parser: Parser | None, started: int, load_duration: int, target: Target
+) -> AsyncIterator[Chunk | Final]:
+    if parser is not None:
+        tail = _collect(parser.finish())
+        if tail.content or tail.thinking or tail.tool_calls:
+            yield tail
+    final = _final(done, started, load_duration)
+    metrics.record_generation(target.display, final.prompt_eval_count, final.eval_count)
+    yield final
 
 
 def _collect(events: Sequence[Any]) -> Chunk:

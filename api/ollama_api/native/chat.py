@@ -70,7 +70,8 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
                                                  debug_info=DebugInfo(rendered_template=rendered.text,
                                                                       image_count=images)))
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=options,
-                                keep_alive=keep_alive, parser=inference.parser(target, tools, think, rendered.text), format=fmt,
+                                keep_alive=keep_alive, parser=inference.parser(target, tools, think, rendered.text),
+                                format=fmt, think=think,
                                 shift=data.shift is not False, truncate=data.truncate is not False)
 
     def encode(event: Chunk | Final) -> ChatResponse:

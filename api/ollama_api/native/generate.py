@@ -93,7 +93,7 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
                                                                       image_count=len(data.images or []))))
     parser = None if data.raw else inference.parser(target, None, think, str(prompt))
     events = inference.generate(target, prompt, add_bos=add_bos, options=options, keep_alive=keep_alive,
-                                parser=parser, format=fmt, shift=data.shift is not False,
+                                parser=parser, format=fmt, think=think and parser is not None, shift=data.shift is not False,
                                 truncate=data.truncate is not False, return_context=not data.raw)
 
     def encode(event: Chunk | Final) -> GenerateResponse:

@@ -82,6 +82,7 @@ def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
     events = inference.generate(
         target, rendered.text, add_bos=rendered.add_bos, options=options, keep_alive=keep_alive,
         parser=inference.parser(target, tools, think, rendered.text), format=job.tools.format or job.format,
+        think=think,
         truncate=job.truncate,
     )
     return Generation(target, options, events)

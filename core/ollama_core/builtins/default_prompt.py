@@ -2,7 +2,8 @@
 
 The renderer uses the Modelfile's Go ``TEMPLATE`` when the model has one, else the GGUF's own
 Jinja chat template rendered as transformers renders it. The parser splits ``<think>`` sections
-and common tool-call formats out of generated text.
+and common tool-call formats out of generated text; it starts inside a thought when the rendered
+prompt ends with ``<think>``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ def _renderer() -> Any:
     return DefaultRenderer()
 
 
-def _parser(tools: Sequence[Mapping[str, Any]] | None, think: bool) -> Any:
-    from ollama_core.prompt.parser import DefaultParser
+def _parser(tools: Sequence[Mapping[str, Any]] | None, think: bool, prompt: str = "") -> Any:
+    from ollama_core.prompt.parser import DEFAULT_THINKING_TAGS, DefaultParser
 
-    return DefaultParser(tools=tools, think=think)
+    opened = prompt.rstrip().endswith(DEFAULT_THINKING_TAGS[0])
+    return DefaultParser(tools=tools, think=think, thinking_open=opened)
 
 
 @hookimpl
