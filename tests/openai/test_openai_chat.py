@@ -88,7 +88,9 @@ def test_json_schema_response_format(v1: V1) -> None:
     reply = v1.client.chat.completions.create(
         model=v1.model,
         messages=[{"role": "user", "content": "Is it sunny in Paris? Answer in JSON."}],
-        max_tokens=16,
+        max_tokens=48,
+        temperature=0,
+        seed=1,
         response_format={"type": "json_schema", "json_schema": {"name": "weather", "schema": schema}},
     )
     value = json.loads(reply.choices[0].message.content or "")
