@@ -35,7 +35,7 @@ from ollama_core.plugins import Registries
 from ollama_core.runner import RunnerProcess
 from ollama_core.runner.protocol import Done, Embed, Generate, Load, Token
 from ollama_core.runner.protocol import Options as SamplingOptions
-from ollama_core.scheduler import LoadedModel, LoadRequest, Scheduler
+from ollama_core.scheduler import LoadedModel, LoadRequest, NeedsRoom, Scheduler
 from ollama_core.settings import FOREVER, Settings, parse_duration
 from ollama_core.store import Model, ModelNotFoundError, Store, load_model
 
@@ -165,12 +165,14 @@ class Inference:
         return LoadRequest(key=key, name=target.model.model_digest or "", num_parallel=parallel,
                            payload=(target, dict(options), embedding), label=target.display)
 
-    async def _start_runner(self, request: LoadRequest) -> RunnerProcess:
+    async def _start_runner(self, request: LoadRequest, others_loaded: bool) -> RunnerProcess:
         target, options, embedding = request.payload
         model = target.model
         if model.model_path is None:
             raise RequestError(400, f"{target.requested!r} has no model weights")
         plan = await anyio.to_thread.run_sync(self._plan, target, options, request.num_parallel, embedding)
+        if plan.short_of_memory and others_loaded:
+            raise NeedsRoom(plan.reason)
         log.info("%s: %s", target.display, plan.describe())
         config = Load(
             model_path=str(model.model_path),
@@ -179,6 +181,7 @@ class Inference:
             num_batch=int(options.get("num_batch") or 512),
             n_gpu_layers=plan.n_gpu_layers,
             main_gpu=plan.main_gpu,
+            tensor_split=list(plan.tensor_split),
             num_thread=int(options.get("num_thread") or 0),
             use_mmap=options.get("use_mmap"),
             flash_attn=plan.flash_attn,

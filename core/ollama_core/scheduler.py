@@ -1,9 +1,10 @@
 """Which runner serves a request: load on demand, parallel slots, keep-alive, eviction, the queue.
 
 Mirrors Ollama's scheduler: a loaded model whose load options match is used at once; otherwise
-models are loaded one
-at a time, evicting an idle model (shortest keep-alive first, then least recently used) when
-``OLLAMA_MAX_LOADED_MODELS`` is reached. Each model admits ``num_parallel`` requests at once; when
+models are loaded one at a time, evicting an idle model (shortest keep-alive first, then least
+recently used) when ``OLLAMA_MAX_LOADED_MODELS`` is reached, or when the load plan says the new
+model would not fit in the free GPU memory beside the loaded ones (the runner starter raises
+:class:`NeedsRoom`; with nothing else loaded it loads what fits). Each model admits ``num_parallel`` requests at once; when
 its last request finishes, its keep-alive timer starts. Runners that die are reaped, and the next
 request starts a fresh one. Every request that waits, for a load or for a free slot, counts
 against ``OLLAMA_MAX_QUEUE``; past it the request gets 503 at once, so memory stays bounded.
@@ -73,7 +74,13 @@ class LoadedModel:
         return max(0.0, self.keep_alive - (time.monotonic() - self.idle_since))
 
 
-RunnerStarter = Callable[[LoadRequest], Awaitable[Any]]
+RunnerStarter = Callable[[LoadRequest, bool], Awaitable[Any]]
+"""Starts a runner for a request. The flag says whether other models are loaded: only then may
+the starter raise :class:`NeedsRoom`, and the scheduler unloads one and calls it again."""
+
+
+class NeedsRoom(Exception):
+    """The model would fit better (e.g. wholly on the GPU) once another loaded model is unloaded."""
 
 
 class Scheduler:
@@ -176,15 +183,28 @@ class Scheduler:
             if model is not None:
                 return model
             await self._make_room(request)
-            return await self._load(request, keep_alive)
+            while True:
+                try:
+                    return await self._load(request, keep_alive)
+                except NeedsRoom as short:
+                    victim = self._eviction_victim()
+                    if victim is None:
+                        raise RuntimeError("the runner starter asked for room with no other model loaded") from short
+                    log.info("unloading %s to make room for %s: %s", victim.request.label, request.label, short)
+                    await self._wait_idle_and_unload(victim)
 
     async def _make_room(self, request: LoadRequest) -> None:
         for stale in [m for m in self._loaded.values() if m.request.name == request.name and m.request.key != request.key]:
             await self._wait_idle_and_unload(stale)
         while len(self._loaded) >= self.max_loaded:
-            victims = sorted(self._loaded.values(), key=lambda m: (m.keep_alive, m.last_used))
-            idle = next((m for m in victims if m.in_flight == 0), None)
-            await self._wait_idle_and_unload(idle or victims[0])
+            victim = self._eviction_victim()
+            assert victim is not None
+            await self._wait_idle_and_unload(victim)
+
+    def _eviction_victim(self) -> LoadedModel | None:
+        """The model to unload first: an idle one before a busy one, shortest keep-alive, least recently used."""
+        victims = sorted(self._loaded.values(), key=lambda m: (m.in_flight > 0, m.keep_alive, m.last_used))
+        return victims[0] if victims else None
 
     async def _wait_idle_and_unload(self, model: LoadedModel) -> None:
         async with self._changed:
@@ -193,8 +213,8 @@ class Scheduler:
         await self._unload(model)
 
     async def _load(self, request: LoadRequest, keep_alive: float | None) -> LoadedModel:
-        log.info("loading %s", request.name)
-        runner = await self._start_runner(request)
+        log.info("loading %s", request.label or request.name)
+        runner = await self._start_runner(request, bool(self._loaded))
         model = LoadedModel(
             request=request,
             runner=runner,
@@ -207,7 +227,7 @@ class Scheduler:
     async def _unload(self, model: LoadedModel) -> None:
         if self._loaded.get(model.request.key) is model:
             del self._loaded[model.request.key]
-            log.info("unloading %s", model.request.name)
+            log.info("unloading %s", model.request.label or model.request.name)
             with anyio.CancelScope(shield=True):
                 await model.runner.close()
         async with self._changed:

@@ -16,7 +16,7 @@ runner is shown only the devices the plan uses, in plan order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ollama_core.backends.discovery import CPU_BACKEND, Discovery
 from ollama_core.backends.estimate import KV_CACHE_TYPES, ModelMemory, ModelShape, estimate_memory
@@ -102,7 +102,9 @@ class LoadPlan:
 
     ``tensor_split`` gives layers per device in the runner's device order (empty when the
     runner sees one device); ``env`` is added to the runner's environment. ``size`` is every
-    byte the runner is expected to use and ``size_vram`` the part on GPUs.
+    byte the runner is expected to use and ``size_vram`` the part on GPUs. ``short_of_memory``
+    says that GPUs were there but their free memory held only part of the model (or none of
+    it), so unloading another model may let it load wholly on the GPU.
     """
 
     backend: str
@@ -118,6 +120,7 @@ class LoadPlan:
     reason: str
     env: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    short_of_memory: bool = False
 
     def describe(self) -> str:
         """One line for the server log."""
@@ -253,7 +256,7 @@ def plan_layers(
         need = _gib(max((layer.total for layer in memory.layers), default=memory.output))
         most = _gib(max(d.free_memory for d in devices))
         reason = f"not enough free {backend} memory for one layer ({need} GiB plus graph and reserve; {most} GiB free)"
-        return cpu_plan(memory, attention, f"{reason}; running on CPU", hide)
+        return replace(cpu_plan(memory, attention, f"{reason}; running on CPU", hide), short_of_memory=True)
     allocations = placement.allocations(used, counts, count)
     size_vram = sum(a.total for a in allocations)
     host_layers = sum(layer.total for layer in memory.layers[: max(0, memory.block_count - count)])
@@ -276,6 +279,7 @@ def plan_layers(
         reason=where,
         env={visible_devices_env: ",".join(d.id for d in used)} if visible_devices_env else {},
         notes=tuple(notes),
+        short_of_memory=count < total and not forced,
     )
 
 

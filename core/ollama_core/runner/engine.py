@@ -249,6 +249,10 @@ class Engine:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = load.n_gpu_layers
         params.main_gpu = load.main_gpu
+        if load.tensor_split:
+            split = list(load.tensor_split)[: llama_cpp.LLAMA_MAX_DEVICES]
+            self._tensor_split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*split)
+            params.tensor_split = self._tensor_split
         if load.use_mmap is not None:
             params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if load.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
         model = llama_cpp.llama_model_load_from_file(load.model_path.encode(), params)

@@ -22,8 +22,10 @@ DoneReason = Literal["stop", "length"]
 class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
     """Open a model. ``num_ctx`` is the window of one slot; the KV cache holds ``num_ctx * num_parallel``.
 
-    ``num_thread`` 0 means the number of physical cores. ``use_mmap`` and ``flash_attn`` ``None``
-    mean llama.cpp's automatic choice. ``kv_cache_type`` is ``f16``, ``q8_0`` or ``q4_0``.
+    ``tensor_split`` is the share of offloaded layers per GPU in llama.cpp's device order (empty:
+    llama.cpp decides). ``num_thread`` 0 means the number of physical cores. ``use_mmap`` and
+    ``flash_attn`` ``None`` mean llama.cpp's automatic choice. ``kv_cache_type`` is ``f16``,
+    ``q8_0`` or ``q4_0``.
     ``embedding`` opens an embedding context only (no generation); ``pooling`` (``mean``,
     ``cls``, ``last``, ``rank``) overrides the GGUF's pooling type for embeddings.
     """
@@ -34,6 +36,7 @@ class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
     num_batch: int = 512
     n_gpu_layers: int = -1
     main_gpu: int = 0
+    tensor_split: list[float] = []
     num_thread: int = 0
     use_mmap: bool | None = None
     flash_attn: bool | None = None
