@@ -212,7 +212,7 @@ class Inference:
             main_gpu=int(main_gpu) if main_gpu is not None else None,
         )
         discovery = discover(self.registries.values("backends"))
-        settings = PlanSettings.from_settings(self.settings, os.environ)
+        settings = PlanSettings.from_settings(self.settings)
         return plan_load(gguf, discovery, request, settings, projector=target.facts.projector)
 
     def plan_of(self, loaded: LoadedModel) -> LoadPlan | None:

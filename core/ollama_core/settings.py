@@ -166,6 +166,7 @@ class Settings:
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"
     gpu_overhead: int = 0
+    sched_spread: bool = False
     api_key: str | None = None
     max_blob_size: int = 1 << 40
     max_request_size: int = 64 << 20
@@ -210,6 +211,7 @@ class Settings:
             flash_attention=None if fa_raw is None else parse_bool(fa_raw),
             kv_cache_type=(_env(env, "OLLAMA_KV_CACHE_TYPE") or "f16").lower(),
             gpu_overhead=max(0, _int(env, "OLLAMA_GPU_OVERHEAD", 0)),
+            sched_spread=parse_bool(_env(env, "OLLAMA_SCHED_SPREAD")),
             api_key=_env(env, "OLLAMA_API_KEY"),
             max_blob_size=max(1, _int(env, "OLLAMA_MAX_BLOB_SIZE", 1 << 40)),
             max_request_size=max(1024, _int(env, "OLLAMA_MAX_REQUEST_SIZE", 64 << 20)),

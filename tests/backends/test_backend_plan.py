@@ -307,6 +307,6 @@ def test_choose_attention(smollm2_gguf: Path) -> None:
 def test_plan_settings_from_the_environment() -> None:
     env = {"OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_KV_CACHE_TYPE": "q8_0", "OLLAMA_GPU_OVERHEAD": "1073741824",
            "OLLAMA_SCHED_SPREAD": "true"}
-    settings = PlanSettings.from_settings(Settings.from_env(env), env)
+    settings = PlanSettings.from_settings(Settings.from_env(env))
     assert settings == PlanSettings(flash_attention=True, kv_cache_type="q8_0", gpu_overhead=GiB, sched_spread=True)
-    assert PlanSettings.from_settings(Settings.from_env({}), {}) == PlanSettings()
+    assert PlanSettings.from_settings(Settings.from_env({})) == PlanSettings()

@@ -22,7 +22,7 @@ from ollama_core.backends.discovery import CPU_BACKEND, Discovery
 from ollama_core.backends.estimate import KV_CACHE_TYPES, ModelMemory, ModelShape, estimate_memory
 from ollama_core.descriptors import Device
 from ollama_core.gguf import GGUFFile
-from ollama_core.settings import Settings, parse_bool
+from ollama_core.settings import Settings
 
 GiB = 1 << 30
 _SEARCH_STEPS = 40
@@ -42,13 +42,13 @@ class PlanSettings:
     """``OLLAMA_SCHED_SPREAD``: spread every model over all GPUs even when one would hold it."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str]) -> PlanSettings:
-        """Take the server settings, and ``OLLAMA_SCHED_SPREAD`` from ``environ``."""
+    def from_settings(cls, settings: Settings) -> PlanSettings:
+        """The planning part of the server settings."""
         return cls(
             flash_attention=settings.flash_attention,
             kv_cache_type=settings.kv_cache_type,
             gpu_overhead=settings.gpu_overhead,
-            sched_spread=parse_bool(environ.get("OLLAMA_SCHED_SPREAD")),
+            sched_spread=settings.sched_spread,
         )
 
 
