@@ -113,7 +113,11 @@ class TokenizerSpec:
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """Everything a renderer may use to build a prompt for one chat or generate request."""
+    """Everything a renderer may use to build a prompt for one chat or generate request.
+
+    ``suffix`` asks for fill-in-the-middle: the last user message is the text before the gap
+    and ``suffix`` the text after it (Go templates see them as ``.Prompt`` and ``.Suffix``).
+    """
 
     messages: Sequence[Mapping[str, Any]]
     tools: Sequence[Mapping[str, Any]] | None = None
@@ -124,6 +128,7 @@ class RenderRequest:
     bos_token: str = ""
     eos_token: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    suffix: str | None = None
 
 
 @dataclass(frozen=True)

@@ -235,8 +235,10 @@ class Inference:
         tools: Sequence[Mapping[str, Any]] | None,
         think: bool | str | None,
         template: str | None = None,
+        suffix: str | None = None,
     ) -> RenderedPrompt:
-        """The prompt for a chat, by the model's renderer (a plugin's, or the default)."""
+        """The prompt for a chat, by the model's renderer (a plugin's, or the default); with
+        ``suffix``, a fill-in-the-middle prompt whose prefix is the last user message."""
         config = target.model.config
         spec = self.registries.renderer_for(config.renderer or None, target.facts.architecture or None)
         if spec is None:
@@ -252,6 +254,7 @@ class Inference:
             bos_token=_special_token(gguf, "bos"),
             eos_token=_special_token(gguf, "eos"),
             metadata=metadata,
+            suffix=suffix or None,
         )
         try:
             return spec.factory().render(request)

@@ -82,7 +82,7 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
         add_bos = True
     else:
         rendered = inference.render(target, _messages(target, data), tools=None, think=data.think if think else False,
-                                    template=data.template)
+                                    template=data.template, suffix=data.suffix)
         prompt, add_bos = rendered.text, rendered.add_bos
         if data.context:
             prefix = await inference.detokenize(target, list(data.context), options)

@@ -115,7 +115,7 @@ def start_completion(
         messages.append({"role": "system", "content": target.model.system})
     messages += [dict(m) for m in target.model.messages]
     messages.append({"role": "user", "content": prompt})
-    rendered = inference.render(target, messages, tools=None, think=None if think else False)
+    rendered = inference.render(target, messages, tools=None, think=None if think else False, suffix=suffix)
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=merged, keep_alive=ttl,
                                 parser=inference.parser(target, None, think, rendered.text))
     return Generation(target, merged, events)

@@ -33,13 +33,19 @@ class DefaultRenderer:
         """The prompt text; ``add_bos`` is false when the template already wrote BOS."""
         think_on = request.think not in (None, False, "")
         if request.go_template:
+            messages = list(request.messages)
+            prefix = None
+            if request.suffix and messages and messages[-1].get("role") == "user":
+                prefix = str(messages.pop().get("content") or "")
             text = render_go_template(
                 _go_template(request.go_template),
-                messages=request.messages,
+                messages=messages,
                 tools=request.tools,
                 think=think_on,
                 think_level=think_level(request.think),
                 is_think_set=request.think is not None,
+                prompt=prefix,
+                suffix=request.suffix,
             )
             return RenderedPrompt(text=text, add_bos=True)
         if request.chat_template:
