@@ -73,12 +73,15 @@ class ReferenceOutput:
     """What a reference forward pass computed for one input.
 
     ``final`` is the model's output for the input (a pooled embedding, or the last position's
-    logits); ``layers`` optionally holds each layer's hidden states (tokens x width) so a
-    mismatch can be located.
+    logits); ``layers`` optionally holds each layer's hidden states (tokens x width).
+    ``checkpoints`` holds intermediate states (tokens x width) keyed by the name llama.cpp
+    gives the same tensor in its graph (``l_out-3`` for layer 3's output, ``ffn_inp-0``...), so
+    ``ollama create --verify`` can tell in which layer a conversion goes wrong.
     """
 
     final: Any
     layers: tuple[Any, ...] = ()
+    checkpoints: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ReferenceModel(Protocol):

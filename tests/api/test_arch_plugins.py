@@ -53,7 +53,9 @@ def test_modernbert_checkpoint_converts_and_embeds_like_transformers(server: Ser
 def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Server, tmp_path: Path) -> None:
     pytest.importorskip("ollama_arch_gemma4")
     out = create_from_dir(server, "gemma4-tiny", FIXTURES / "gemma4-a", tmp_path, verify=True)
-    assert "verification skipped" in out and out.strip().endswith("success")
+    assert "verifying conversion" in out and out.strip().endswith("success")
+    cosines = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("probe ")]
+    assert len(cosines) == 4 and min(cosines) >= 0.9999, "last-position logits agree with the numpy reference"
     client = ollama.Client(host=server.url, timeout=120)
     info = client.show("gemma4-tiny")
     assert info.details.family == "gemma4" and "completion" in info.capabilities

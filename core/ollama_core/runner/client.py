@@ -35,6 +35,8 @@ from ollama_core.runner.protocol import (
     FrameError,
     FromRunner,
     Generate,
+    Inspect,
+    Inspection,
     Load,
     Ready,
     Shutdown,
@@ -231,6 +233,13 @@ class RunnerProcess:
             raise RunnerError(f"unexpected answer from the runner: {type(answer).__name__}")
         return answer
 
+    async def inspect(self, request: Inspect) -> Inspection:
+        """One checked forward pass: the final output and the named graph tensors."""
+        answer = await self._call(request)
+        if not isinstance(answer, Inspection):
+            raise RunnerError(f"unexpected answer from the runner: {type(answer).__name__}")
+        return answer
+
     async def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         """Token ids of ``text``."""
         answer = await self._call(Tokenize(text=text, add_special=add_special, parse_special=parse_special))
@@ -282,7 +291,7 @@ class RunnerProcess:
         self._pending[self._next_id] = deque()
         return self._next_id
 
-    async def _call(self, request: Embed | Tokenize | Detokenize) -> FromRunner:
+    async def _call(self, request: Embed | Tokenize | Detokenize | Inspect) -> FromRunner:
         request_id = self._open()
         try:
             await self._send(msgspec.structs.replace(request, id=request_id))

@@ -30,6 +30,8 @@ from ollama_core.runner.protocol import (
     ErrorKind,
     FrameEncoder,
     Generate,
+    Inspect,
+    Inspection,
     Load,
     Metrics,
     Ready,
@@ -40,6 +42,7 @@ from ollama_core.runner.protocol import (
     Tokens,
     ToRunner,
 )
+from ollama_core.runner.inspect import inspect_pass
 from ollama_core.runner.sampling import GrammarError, Sampler, resolve_grammar
 
 log = logging.getLogger(__name__)
@@ -422,12 +425,27 @@ class Engine:
             elif isinstance(frame, Detokenize):
                 text = self.detokenize(frame.tokens, frame.remove_special, frame.unparse_special)
                 self._emit(Text(id=frame.id, text=text))
+            elif isinstance(frame, Inspect):
+                self._emit(self._inspect(frame))
         except RequestFailed as exc:
             self._emit(Error(id=frame.id, message=exc.message, kind=exc.kind))
         except Exception as exc:
             log.exception("request %s failed", frame.id)
             self._emit(Error(id=frame.id, message=str(exc) or type(exc).__name__, kind="internal"))
         return True
+
+    def _inspect(self, req: Inspect) -> Inspection:
+        """One pass over ``req.tokens`` in a throw-away context, for checking a conversion."""
+        if not req.tokens or any(t < 0 or t >= self.n_vocab for t in req.tokens):
+            raise RequestFailed("inspection needs a non-empty list of this model's token ids")
+        params = self._context_params()
+        embedding = self.embedding_only
+        if embedding:
+            params.pooling_type = self.pooling
+        width = self._embed_dim if embedding else self.n_vocab
+        final, tensors = inspect_pass(self.model, params, list(req.tokens), req.tensors, embedding=embedding,
+                                      width=width)
+        return Inspection(id=req.id, final=final, tensors=tensors, width=self.n_embd)
 
     # -- vocabulary -------------------------------------------------------------------------
 

@@ -116,6 +116,19 @@ class Detokenize(msgspec.Struct, tag="detokenize", kw_only=True, omit_defaults=T
     unparse_special: bool = True
 
 
+class Inspect(msgspec.Struct, tag="inspect", kw_only=True, omit_defaults=True):
+    """Run ``tokens`` once through a fresh context with an f32 KV cache, to check a conversion.
+
+    The answer holds what the model computed (the pooled embedding for embedding models, else
+    the last position's logits) and each graph tensor named in ``tensors`` (llama.cpp's names,
+    such as ``l_out-3``) that the graph computed.
+    """
+
+    tokens: list[int]
+    tensors: list[str] = []
+    id: int = 0
+
+
 class Cancel(msgspec.Struct, tag="cancel"):
     """Stop request ``id`` now and free its slot; nothing more is sent for it."""
 
@@ -197,6 +210,16 @@ class Embeddings(msgspec.Struct, tag="embeddings", kw_only=True):
     duration: int
 
 
+class Inspection(msgspec.Struct, tag="inspection", kw_only=True):
+    """The answer to :class:`Inspect`: float32 little-endian arrays; each tensor is rows of
+    ``width`` values (one row per token the graph kept at that point)."""
+
+    id: int
+    final: bytes
+    tensors: dict[str, bytes]
+    width: int
+
+
 class Tokens(msgspec.Struct, tag="tokens", kw_only=True):
     """The answer to :class:`Tokenize`."""
 
@@ -211,8 +234,8 @@ class Text(msgspec.Struct, tag="text", kw_only=True):
     text: str
 
 
-ToRunner = Load | Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown
-FromRunner = Ready | Token | Done | Error | Embeddings | Tokens | Text
+ToRunner = Load | Generate | Embed | Tokenize | Detokenize | Inspect | Cancel | Shutdown
+FromRunner = Ready | Token | Done | Error | Embeddings | Tokens | Text | Inspection
 
 
 class FrameError(Exception):

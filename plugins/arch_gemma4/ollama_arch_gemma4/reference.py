@@ -30,7 +30,8 @@ class Gemma4Reference:
         self.checkpoint = Checkpoint(checkpoint_dir)
 
     def run(self, token_ids: Sequence[int]) -> ReferenceOutput:
-        """``final``: last-position logits; ``layers``: each layer's output hidden states (tokens x hidden)."""
+        """``final``: last-position logits; ``layers``: each layer's output hidden states (tokens x hidden),
+        also as ``checkpoints`` under llama.cpp's names (``l_out-<layer>``)."""
         cfg = self.config
         ids = np.asarray(token_ids, dtype=np.int64)
         if ids.ndim != 1 or ids.size == 0:
@@ -50,7 +51,8 @@ class Gemma4Reference:
         if cfg.final_logit_softcapping:
             cap = cfg.final_logit_softcapping
             logits = cap * np.tanh(logits / cap)
-        return ReferenceOutput(final=logits, layers=tuple(outputs))
+        checkpoints = {f"l_out-{i}": out for i, out in enumerate(outputs)}
+        return ReferenceOutput(final=logits, layers=tuple(outputs), checkpoints=checkpoints)
 
     def _layer(
         self,

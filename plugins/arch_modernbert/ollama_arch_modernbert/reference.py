@@ -46,7 +46,8 @@ class ModernBertReference:
         """Embed ``token_ids`` (special tokens included).
 
         ``final`` is the pooled embedding, L2-normalised when the pipeline normalises;
-        ``layers`` holds each layer's output hidden states (tokens x hidden, before the final norm).
+        ``layers`` holds each layer's output hidden states (tokens x hidden, before the final norm);
+        ``checkpoints`` the states llama.cpp names ``ffn_inp-<layer>`` and ``final_norm_out``.
         """
         cfg = self.config
         ids = np.asarray(token_ids, dtype=np.int64)
@@ -56,22 +57,29 @@ class ModernBertReference:
             raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
         x = self._norm(self.weights["embeddings.tok_embeddings.weight"][ids].astype(np.float64), "embeddings.norm")
         layers: list[np.ndarray] = []
+        checkpoints: dict[str, np.ndarray] = {}
         for i in range(cfg.num_hidden_layers):
-            x = self._layer(i, x)
+            x = self._layer(i, x, checkpoints)
             layers.append(x.astype(np.float32))
         hidden = self._norm(x, "final_norm")
+        checkpoints["final_norm_out"] = hidden.astype(np.float32)
         pooled = self._pool(hidden)
         if self.pipeline.normalize:
             pooled = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-        return ReferenceOutput(final=pooled.astype(np.float32), layers=tuple(layers))
+        return ReferenceOutput(final=pooled.astype(np.float32), layers=tuple(layers), checkpoints=checkpoints)
 
-    def _layer(self, i: int, x: np.ndarray) -> np.ndarray:
-        """One encoder layer: (pre-norm) attention and GLU MLP, each with a residual."""
+    def _layer(self, i: int, x: np.ndarray, checkpoints: dict[str, np.ndarray]) -> np.ndarray:
+        """One encoder layer: (pre-norm) attention and GLU MLP, each with a residual.
+
+        The state after the attention residual goes into ``checkpoints`` as ``ffn_inp-<i>``, the
+        name llama.cpp's graph gives it.
+        """
         cfg, w = self.config, self.weights
         prefix = f"layers.{i}."
         h = self._norm(x, prefix + "attn_norm") if prefix + "attn_norm.weight" in w else x
         sliding = cfg.sliding_layers[i]
         x = x + self._attention(h, w[prefix + "attn.Wqkv.weight"], sliding) @ w[prefix + "attn.Wo.weight"].T
+        checkpoints[f"ffn_inp-{i}"] = x.astype(np.float32)
         up = self._norm(x, prefix + "mlp_norm") @ w[prefix + "mlp.Wi.weight"].T
         activated, gate = up[:, : cfg.intermediate_size], up[:, cfg.intermediate_size :]
         return x + (self._activation(activated) * gate) @ w[prefix + "mlp.Wo.weight"].T
