@@ -180,12 +180,17 @@ class ParserSpec:
 
     A factory that also accepts a ``prompt`` keyword receives the rendered prompt, so it can
     tell whether generation starts inside a section the prompt opened (e.g. a thought block).
+    ``tool_grammar(tools)``, when given, returns a GBNF grammar that admits only calls to those
+    tools in the syntax this parser reads (special tokens may be referenced as ``<|token|>``);
+    the server uses it to enforce ``tool_choice``. Without it, a forced call is constrained to
+    a bare JSON object ``{"name": ..., "arguments": ...}``, which the default parser reads.
     """
 
     name: str
     factory: Callable[[Sequence[Mapping[str, Any]] | None, bool], Parser]
     architectures: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
+    tool_grammar: Callable[[Sequence[Mapping[str, Any]]], str] | None = None
 
 
 @dataclass(frozen=True)

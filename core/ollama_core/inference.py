@@ -271,6 +271,17 @@ class Inference:
             return spec.factory(tools, think, prompt=prompt)
         return spec.factory(tools, think)
 
+    def tool_grammar(self, target: Target, tools: Sequence[Mapping[str, Any]]) -> str | None:
+        """A grammar admitting only calls to ``tools`` in the model's own syntax, when its parser offers one."""
+        config = target.model.config
+        spec = self.registries.parser_for(config.parser or None, target.facts.architecture or None)
+        if spec is None or spec.tool_grammar is None:
+            return None
+        try:
+            return spec.tool_grammar(tools)
+        except ValueError as exc:
+            raise RequestError(400, f"cannot constrain tool calls: {exc}") from None
+
     async def generate(
         self,
         target: Target,
@@ -281,6 +292,7 @@ class Inference:
         keep_alive: float | None,
         parser: Parser | None,
         format: str | dict[str, Any] | None = None,
+        grammar: str | None = None,
         think: bool = False,
         shift: bool = True,
         truncate: bool = True,
@@ -288,7 +300,8 @@ class Inference:
     ) -> AsyncIterator[Chunk | Final]:
         """Generate on the model's runner, yielding parsed chunks and then one :class:`Final`.
 
-        With ``think`` and a ``format``, the format constrains only the answer, as Ollama does:
+        ``grammar`` (GBNF) constrains the output like ``format`` does; give at most one of them.
+        With ``think`` and a ``format`` or ``grammar``, it constrains only the answer, as Ollama does:
         generation starts unconstrained; when the parser sees the first answer content (or tool
         call), that sequence is cancelled and generation resumes from the end of the thinking
         with the format's grammar (see :class:`_ThinkingFirst`). Closing the iterator early
@@ -301,6 +314,7 @@ class Inference:
             parse_special=True,
             options=SamplingOptions(**{k: options[k] for k in _SAMPLING if options.get(k) is not None}),
             format=format or None,
+            grammar=grammar or None,
             stop=list(options.get("stop") or []),
             num_predict=int(options.get("num_predict", -1)),
             num_keep=int(options.get("num_keep", 4)),
@@ -311,9 +325,10 @@ class Inference:
         async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
             load_duration = time.monotonic_ns() - started
             first: _ThinkingFirst | None = None
-            if format and think and parser is not None and isinstance(prompt, str):
+            if (format or grammar) and think and parser is not None and isinstance(prompt, str):
                 first = _ThinkingFirst(parser)
-                async with aclosing(loaded.runner.generate(msgspec.structs.replace(job, format=None))) as events:
+                free = msgspec.structs.replace(job, format=None, grammar=None)
+                async with aclosing(loaded.runner.generate(free)) as events:
                     async for event in events:
                         if isinstance(event, Token):
                             chunk = first.feed(event.text)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import ollama
 import pytest
+from openai import OpenAI
 
 from conftest import ROOT, Server
 
@@ -50,9 +52,16 @@ def test_modernbert_checkpoint_converts_and_embeds_like_transformers(server: Ser
     assert (r.status_code, r.json()) == (400, {"error": '"mbert" does not support generate'})
 
 
-def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Server, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def gemma4_tiny(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The gemma4-a fixture converted on the server with ``--verify``; yields the CLI's output."""
     pytest.importorskip("ollama_arch_gemma4")
-    out = create_from_dir(server, "gemma4-tiny", FIXTURES / "gemma4-a", tmp_path, verify=True)
+    yield create_from_dir(server, "gemma4-tiny", FIXTURES / "gemma4-a", tmp_path_factory.mktemp("gemma4"), verify=True)
+    httpx.post(server.url + "/api/generate", json={"model": "gemma4-tiny", "keep_alive": 0}, timeout=60)
+
+
+def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Server, gemma4_tiny: str) -> None:
+    out = gemma4_tiny
     assert "verifying conversion" in out and out.strip().endswith("success")
     cosines = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("probe ")]
     assert len(cosines) == 4 and min(cosines) >= 0.9999, "last-position logits agree with the numpy reference"
@@ -73,6 +82,54 @@ def test_gemma4_checkpoint_converts_and_continues_like_transformers(server: Serv
         reply = client.generate(model="gemma4-tiny", prompt=case["prompt_text"], raw=True,
                                 options={"temperature": 0, "num_predict": len(case["continuation_ids"])})
         assert reply.response == case["continuation_text"], case["prompt_text"]
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "enum": ["Paris", "Tokyo"]},
+                "days": {"type": "integer"},
+                "detail": {"type": "object", "properties": {"hourly": {"type": "boolean"}}, "required": ["hourly"]},
+            },
+            "required": ["city", "days", "detail"],
+        },
+    },
+}
+
+
+def test_gemma4_tool_calls_and_thinking_reach_the_clients_structured(server: Server, gemma4_tiny: str) -> None:
+    """The random-weight model is steered: a forced tool call is constrained to Gemma 4's own call
+    syntax (so the Gemma 4 parser must read it), and after a tool result with thinking on the
+    prompt ends inside an open thought block, so whatever the model says is thinking (a high
+    presence penalty keeps the random model from repeating newlines, which thinking trims)."""
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        reply = client.chat.completions.create(
+            model="gemma4-tiny", messages=[{"role": "user", "content": "Weather in Paris for two days?"}],
+            tools=[WEATHER], tool_choice=choice, max_tokens=300, temperature=0, reasoning_effort="none",
+        )
+        message = reply.choices[0].message
+        assert reply.choices[0].finish_reason == "tool_calls" and not message.content
+        call = message.tool_calls[0]
+        assert call.function.name == "get_weather"
+        arguments = json.loads(call.function.arguments)
+        assert arguments["city"] in ("Paris", "Tokyo") and isinstance(arguments["days"], int)
+        assert isinstance(arguments["detail"]["hourly"], bool)
+    native = ollama.Client(host=server.url, timeout=120)
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
+                                                                           "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "tool_name": "get_weather", "content": "sunny"},
+    ]
+    thought = native.chat(model="gemma4-tiny", messages=history, tools=[WEATHER], think=True,
+                          options={"num_predict": 32, "temperature": 0, "presence_penalty": 100})
+    assert thought.message.thinking and thought.message.thinking.strip()
 
 
 @pytest.mark.parametrize("quantization", ["q8_0", "q4_K_M"])

@@ -79,9 +79,11 @@ def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
     options = inference.options(target, job.options)
     rendered = inference.render(target, conversation(target, job.messages), tools=tools,
                                 think=job.think if think else False)
+    grammar = inference.tool_grammar(target, job.tools.forced) if job.tools.forced else None
     events = inference.generate(
         target, rendered.text, add_bos=rendered.add_bos, options=options, keep_alive=keep_alive,
-        parser=inference.parser(target, tools, think, rendered.text), format=job.tools.format or job.format,
+        parser=inference.parser(target, tools, think, rendered.text),
+        format=None if grammar else job.tools.format or job.format, grammar=grammar,
         think=think,
         truncate=job.truncate,
     )

@@ -1,11 +1,12 @@
 """``tool_choice``, enforced by constrained decoding.
 
 ``none`` withholds the tools from the model; ``auto`` (the default) leaves the choice to it. For
-``required`` and a named function the output is constrained by a JSON schema (passed to the runner
-as ``format``, which turns it into a grammar) to exactly one call object,
-``{"name": <one of the allowed names>, "arguments": <that tool's parameters>}``. The tools are still
-rendered into the prompt, so the model sees their descriptions; the output parser recognises a bare
-JSON call at the start of a tools-enabled reply, so the constrained text comes back as a tool call.
+``required`` and a named function the output is constrained to calls to the allowed tools: in the
+model's own tool-call syntax when its parser offers a grammar for it (``ParserSpec.tool_grammar``),
+else by a JSON schema (passed to the runner as ``format``) to exactly one call object,
+``{"name": <one of the allowed names>, "arguments": <that tool's parameters>}``, which the default
+parser recognises at the start of a tools-enabled reply. The tools are still rendered into the
+prompt, so the model sees their descriptions.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ MODES = frozenset({"auto", "none", "required"})
 
 @dataclass(frozen=True)
 class ToolPlan:
-    """What a request's ``tool_choice`` means for one generation."""
+    """What a request's ``tool_choice`` means for one generation: the tools to render, and for a
+    forced call the tools it must call and the JSON-schema fallback constraint."""
 
     tools: list[dict[str, Any]] | None
     format: dict[str, Any] | None = None
+    forced: list[dict[str, Any]] | None = None
 
 
 def _name(tool: Mapping[str, Any]) -> str:
@@ -51,7 +54,7 @@ def plan_tools(tools: Sequence[Mapping[str, Any]] | None, mode: str | None, func
         chosen = [t for t in offered if _name(t) == function]
         if not chosen:
             raise RequestError(400, f"tool_choice names function '{function}', which is not among the tools")
-        return ToolPlan(offered, call_schema(chosen[0]))
+        return ToolPlan(offered, call_schema(chosen[0]), chosen[:1])
     if mode is None or mode == "auto":
         return ToolPlan(offered)
     if mode not in MODES:
@@ -61,4 +64,4 @@ def plan_tools(tools: Sequence[Mapping[str, Any]] | None, mode: str | None, func
     if not offered:
         raise RequestError(400, "tool_choice 'required' needs at least one tool")
     schemas = [call_schema(t) for t in offered]
-    return ToolPlan(offered, schemas[0] if len(schemas) == 1 else {"anyOf": schemas})
+    return ToolPlan(offered, schemas[0] if len(schemas) == 1 else {"anyOf": schemas}, offered)

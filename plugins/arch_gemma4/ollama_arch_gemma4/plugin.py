@@ -46,6 +46,12 @@ def _tokenizer() -> Gemma4TokenizerConverter:
     return Gemma4TokenizerConverter()
 
 
+def _tool_grammar(tools: Sequence[Mapping[str, Any]]) -> str:
+    from ollama_arch_gemma4.tool_grammar import tool_call_grammar
+
+    return tool_call_grammar(tools)
+
+
 def _reference(checkpoint_dir: Path) -> Gemma4Reference:
     from ollama_arch_gemma4.reference import Gemma4Reference
 
@@ -106,5 +112,11 @@ def ollama_renderers() -> Sequence[RendererSpec]:
 def ollama_parsers() -> Sequence[ParserSpec]:
     """The Gemma 4 output parser: content, thinking and tool calls."""
     return [
-        ParserSpec(name=NAME, factory=_parser, architectures=GGUF_ARCHITECTURES, capabilities=("tools", "thinking"))
+        ParserSpec(
+            name=NAME,
+            factory=_parser,
+            architectures=GGUF_ARCHITECTURES,
+            capabilities=("tools", "thinking"),
+            tool_grammar=_tool_grammar,
+        )
     ]
