@@ -24,6 +24,12 @@ class Architecture:
     ``hf_architectures`` are entries of a HF ``config.json`` ``architectures`` list.
     ``renderer`` and ``parser`` name the prompt renderer and output parser used for
     models of this architecture when the model's config names none.
+
+    ``capabilities`` are claimed by every model of the architecture. ``projector_capabilities``
+    (``vision``, ``audio``) are only offered: a model has them when its own projector GGUF
+    carries the matching encoder. Either kind counts for :meth:`Registries.offers
+    <ollama_core.plugins.Registries.offers>`, which decides whether input-specific API surfaces
+    (``/v1/audio/transcriptions`` for ``audio``) are mounted.
     """
 
     name: str
@@ -32,6 +38,7 @@ class Architecture:
     capabilities: tuple[str, ...] = ()
     renderer: str | None = None
     parser: str | None = None
+    projector_capabilities: tuple[str, ...] = ()
 
 
 class ProgressCallback(Protocol):
@@ -120,6 +127,8 @@ class RenderRequest:
 
     ``suffix`` asks for fill-in-the-middle: the last user message is the text before the gap
     and ``suffix`` the text after it (Go templates see them as ``.Prompt`` and ``.Suffix``).
+    Messages carry their images and audio clips in ``images`` (base64 strings, audio too, as
+    Ollama sends it); :func:`ollama_core.media.media_kind` tells an item's kind.
     """
 
     messages: Sequence[Mapping[str, Any]]
@@ -136,14 +145,21 @@ class RenderRequest:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """A prompt ready to tokenize. ``add_bos`` says whether the tokenizer must still add BOS."""
+    """A prompt ready to tokenize. ``add_bos`` says whether the tokenizer must still add BOS.
+
+    ``media`` holds, for each image or audio item of the messages (their ``images`` entries, in
+    message order), the text that stands for it in ``text``: the model's own token such as
+    ``<|image|>``/``<|audio|>``, or Ollama's ``[img-N]``. Each one's first occurrence after the
+    previous item's is where the item goes; the core replaces them with llama.cpp's media marker.
+    """
 
     text: str
     add_bos: bool = False
+    media: tuple[str, ...] = ()
 
 
 class Renderer(Protocol):
-    """Turns a chat (messages, tools, thinking choice) into prompt text."""
+    """Turns a chat (messages, tools, thinking choice, images and audio) into prompt text."""
 
     def render(self, request: RenderRequest) -> RenderedPrompt: ...
 

@@ -45,8 +45,12 @@ def ollama_architectures() -> Sequence[Architecture]:
 
     Called once when registries are built. Return :class:`Architecture` descriptors naming the
     GGUF ``general.architecture`` values and HF ``architectures`` entries handled, extra
-    capabilities (e.g. ``audio``) and the default renderer/parser names for such models.
-    Return an empty sequence to declare none.
+    capabilities every such model has, capabilities a model gains from its projector
+    (``projector_capabilities``: ``vision``, ``audio``) and the default renderer/parser names
+    for such models. Return an empty sequence to declare none.
+
+    Declaring ``audio`` in either is what makes the server mount ``POST /v1/audio/transcriptions``:
+    without an architecture that offers audio input the route does not exist.
     """
 
 
@@ -86,6 +90,12 @@ def ollama_renderers() -> Sequence[RendererSpec]:
     Called once when registries are built. A renderer is chosen for a model by the ``renderer``
     name in its config, else by its GGUF architecture, else the built-in ``default`` renderer
     (the GGUF's own Jinja chat template, or the Modelfile TEMPLATE) is used.
+
+    Images and audio: every entry of a message's ``images`` (audio included; tell them apart
+    with :func:`ollama_core.media.media_kind`) must appear in the rendered text, in message
+    order, as the text the renderer lists for it in :attr:`RenderedPrompt.media` (the model's
+    media token, e.g. ``<|image|>``, or ``[img-N]``). The core swaps each for llama.cpp's media
+    marker, where the runner puts the item's embeddings.
     """
 
 
@@ -117,6 +127,8 @@ def ollama_api_surfaces() -> Sequence[ApiSurface]:
 
     Called once when the app is built. Each :class:`ApiSurface` factory receives the
     :class:`~ollama_core.context.ServerContext` and returns Litestar route handlers,
-    controllers or routers. The native ``/api/*`` and OpenAI ``/v1/*`` surfaces are built-in
-    plugins of this hook.
+    controllers or routers (an empty list mounts nothing). The native ``/api/*``, OpenAI
+    ``/v1/*`` and audio ``/v1/audio/*`` surfaces are built-in plugins of this hook; the audio
+    surface mounts its routes only when the registries offer ``audio``
+    (:meth:`~ollama_core.plugins.Registries.offers`).
     """

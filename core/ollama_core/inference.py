@@ -28,6 +28,7 @@ from ollama_core.backends.plan import LoadPlan, PlanRequest, PlanSettings, plan_
 from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
 from ollama_core.errors import RequestError
 from ollama_core.gguf import GGUFError
+from ollama_core.media import DEFAULT_SAMPLE_RATE, MEDIA_MARKER, Media, mark_media
 from ollama_core.model_facts import ModelFacts, ModelInspector
 from ollama_core.names import InvalidNameError, ModelName
 from ollama_core.options import DEFAULT_OPTIONS, OptionTypeError, OptionValueError, merge_options
@@ -187,6 +188,7 @@ class Inference:
             flash_attn=plan.flash_attn,
             kv_cache_type=plan.kv_cache_type,
             embedding=embedding,
+            projector_path=str(model.projector_paths[0]) if model.projector_paths and not embedding else None,
             lora_paths=[str(p) for p in model.adapter_paths],
         )
         env = {**os.environ, **plan.env} if plan.env else None
@@ -238,7 +240,11 @@ class Inference:
         suffix: str | None = None,
     ) -> RenderedPrompt:
         """The prompt for a chat, by the model's renderer (a plugin's, or the default); with
-        ``suffix``, a fill-in-the-middle prompt whose prefix is the last user message."""
+        ``suffix``, a fill-in-the-middle prompt whose prefix is the last user message.
+
+        The renderer's text for each image or audio item (:attr:`RenderedPrompt.media`) is
+        replaced by llama.cpp's media marker, so the text is ready for :meth:`generate`'s
+        ``media``; ``media`` keeps the renderer's placeholders."""
         config = target.model.config
         spec = self.registries.renderer_for(config.renderer or None, target.facts.architecture or None)
         if spec is None:
@@ -257,9 +263,30 @@ class Inference:
             suffix=suffix or None,
         )
         try:
-            return spec.factory().render(request)
+            rendered = spec.factory().render(request)
         except ValueError as exc:
             raise RequestError(400, f"template error: {exc}") from None
+        if not rendered.media:
+            return rendered
+        return RenderedPrompt(text=mark_media(rendered.text, rendered.media), add_bos=rendered.add_bos,
+                              media=rendered.media)
+
+    def audio_sample_rate(self, target: Target) -> int:
+        """The sample rate the model's projector takes audio at (``clip.audio.sample_rate``, else 16 kHz)."""
+        projector = target.facts.projector
+        rate = projector.metadata.scalar("clip.audio.sample_rate") if projector is not None else None
+        return rate if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLE_RATE
+
+    def _check_media(self, target: Target, prompt: str | list[int], media: Sequence[Media]) -> None:
+        """400 unless the model's projector reads every kind of item and the prompt has a marker for each."""
+        for kind in sorted({item.kind for item in media}):
+            capability = "vision" if kind == "image" else "audio"
+            if not target.model.projector_paths or capability not in target.facts.capabilities:
+                raise RequestError(400, f'"{target.requested}" does not support {capability}')
+        places = prompt.count(MEDIA_MARKER) if isinstance(prompt, str) else 0
+        if places != len(media):
+            raise RequestError(400, f"the prompt has {places} places for images or audio but "
+                                    f"the request carries {len(media)}")
 
     def parser(self, target: Target, tools: Sequence[Mapping[str, Any]] | None, think: bool, prompt: str = "") -> Parser:
         """A fresh output parser for one response (given the rendered ``prompt`` when it wants it)."""
@@ -297,8 +324,12 @@ class Inference:
         shift: bool = True,
         truncate: bool = True,
         return_context: bool = False,
+        media: Sequence[Media] = (),
     ) -> AsyncIterator[Chunk | Final]:
         """Generate on the model's runner, yielding parsed chunks and then one :class:`Final`.
+
+        ``media`` (see :func:`ollama_core.media.collect_media`) needs a text ``prompt`` holding
+        the media marker once per item, as :meth:`render` leaves it.
 
         ``grammar`` (GBNF) constrains the output like ``format`` does; give at most one of them.
         With ``think`` and a ``format`` or ``grammar``, it constrains only the answer, as Ollama does:
@@ -308,6 +339,8 @@ class Inference:
         cancels the sequence in the runner.
         """
         started = time.monotonic_ns()
+        if media:
+            self._check_media(target, prompt, media)
         job = Generate(
             prompt=prompt,
             add_special=add_bos,
@@ -321,6 +354,7 @@ class Inference:
             shift=shift,
             truncate=truncate,
             return_context=return_context,
+            media=list(media),
         )
         async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
             load_duration = time.monotonic_ns() - started

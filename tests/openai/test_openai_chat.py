@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import httpx
@@ -161,12 +162,19 @@ def test_tools_on_a_model_without_tools(v1: V1) -> None:
 
 
 def test_image_parts(v1: V1) -> None:
-    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
-    parts = [{"type": "text", "text": "Describe this."},
-             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
-    reply = v1.client.chat.completions.create(model=v1.model, messages=[{"role": "user", "content": parts}],
+    """Image parts reach the model as images: a text-only model refuses them, an unreadable one is a 400."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="PNG")
+    for data, message in ((out.getvalue(), f'"{v1.model}" does not support vision'),
+                          (b"\x89PNG\r\n\x1a\n" + b"\0" * 16, "invalid image")):
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        parts = [{"type": "text", "text": "Describe this."}, {"type": "image_url", "image_url": {"url": url}}]
+        with pytest.raises(openai.BadRequestError) as raised:
+            v1.client.chat.completions.create(model=v1.model, messages=[{"role": "user", "content": parts}],
                                               max_tokens=4)
-    assert reply.choices[0].message.content is not None
+        assert message in raised.value.message
     remote = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
     with pytest.raises(openai.BadRequestError) as raised:
         v1.client.chat.completions.create(model=v1.model, messages=[{"role": "user", "content": remote}],

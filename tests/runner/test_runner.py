@@ -25,7 +25,7 @@ from ollama_core.runner import (
     RunnerRequestError,
     Token,
 )
-from ollama_core.runner.protocol import Cancel, FrameDecoder, FrameEncoder, FromRunner, ToRunner
+from ollama_core.runner.protocol import Cancel, FrameDecoder, FrameEncoder, FromRunner, Media, ToRunner
 
 pytestmark = pytest.mark.anyio
 
@@ -70,6 +70,8 @@ def test_frames_survive_arbitrary_splits() -> None:
     frames = [frame for byte in range(len(data)) for frame in decoder.feed(data[byte : byte + 1])]
     assert frames == [Generate(prompt=[1, 2, 3], id=7, stop=["x"]), Cancel(7)]
     assert FrameDecoder(FromRunner).feed(encoder.encode(Token(3, "é"))) == [Token(3, "é")]
+    media = Generate(prompt="<__media__>", media=[Media(kind="audio", data=b"\0" * 8), Media(kind="image", data=b"x")])
+    assert FrameDecoder(ToRunner).feed(encoder.encode(media)) == [media]
 
 
 async def test_ready_reports_the_model(runner: RunnerProcess) -> None:
@@ -156,6 +158,12 @@ async def test_json_schema_format_gives_matching_json(runner: RunnerProcess) -> 
 async def test_invalid_grammar_is_a_client_error(runner: RunnerProcess) -> None:
     with pytest.raises(RunnerRequestError) as caught:
         await generate(runner, Generate(prompt=POEM, grammar="root ::= undefined-rule"))
+    assert caught.value.status == 400
+
+
+async def test_media_without_a_projector_is_a_client_error(runner: RunnerProcess) -> None:
+    with pytest.raises(RunnerRequestError, match="does not support image or audio input") as caught:
+        await generate(runner, Generate(prompt="<__media__>", media=[Media(kind="image", data=b"\x89PNG")]))
     assert caught.value.status == 400
 
 

@@ -21,6 +21,7 @@ from ollama_api.wire import inference_response, json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
+from ollama_core.media import collect_media
 
 
 def conversation(target: Target, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,17 +63,17 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
         item = msgspec.to_builtins(message)
         item["role"] = message.role.lower()
         messages.append(item)
-    rendered = inference.render(target, conversation(target, messages), tools=tools,
-                                think=data.think if think else False)
+    chat_messages = conversation(target, messages)
+    media = collect_media(chat_messages, sample_rate=inference.audio_sample_rate(target))
+    rendered = inference.render(target, chat_messages, tools=tools, think=data.think if think else False)
     if data.debug_render_only:
-        images = sum(len(m.images or []) for m in data.messages)
         return json_response(DebugRenderResponse(model=data.model, created_at=now(),
                                                  debug_info=DebugInfo(rendered_template=rendered.text,
-                                                                      image_count=images)))
+                                                                      image_count=len(media))))
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=options,
                                 keep_alive=keep_alive, parser=inference.parser(target, tools, think, rendered.text),
                                 format=fmt, think=think,
-                                shift=data.shift is not False, truncate=data.truncate is not False)
+                                shift=data.shift is not False, truncate=data.truncate is not False, media=media)
 
     def encode(event: Chunk | Final) -> ChatResponse:
         if isinstance(event, Final):

@@ -20,6 +20,7 @@ from ollama_api.wire import inference_response, json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
+from ollama_core.media import collect_media, place_raw_media
 
 
 def tool_calls(chunk: Chunk) -> list[ToolCall] | None:
@@ -77,8 +78,9 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
         require(target, "insert", f"{target.model.name.full()} does not support insert")
     think = check_think(target, data.think)
     options = inference.options(target, data.options)
+    media = collect_media([{"images": data.images or []}], sample_rate=inference.audio_sample_rate(target))
     if data.raw:
-        prompt: str | list[int] = data.prompt
+        prompt, media = place_raw_media(data.prompt, media)
         add_bos = True
     else:
         rendered = inference.render(target, _messages(target, data), tools=None, think=data.think if think else False,
@@ -89,12 +91,12 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
             prompt = prefix + rendered.text
     if data.debug_render_only:
         return json_response(DebugRenderResponse(model=data.model, created_at=created,
-                                                 debug_info=DebugInfo(rendered_template=str(prompt),
+                                                 debug_info=DebugInfo(rendered_template=prompt,
                                                                       image_count=len(data.images or []))))
-    parser = None if data.raw else inference.parser(target, None, think, str(prompt))
+    parser = None if data.raw else inference.parser(target, None, think, prompt)
     events = inference.generate(target, prompt, add_bos=add_bos, options=options, keep_alive=keep_alive,
                                 parser=parser, format=fmt, think=think and parser is not None, shift=data.shift is not False,
-                                truncate=data.truncate is not False, return_context=not data.raw)
+                                truncate=data.truncate is not False, return_context=not data.raw, media=media)
 
     def encode(event: Chunk | Final) -> GenerateResponse:
         if isinstance(event, Final):

@@ -18,6 +18,7 @@ from ollama_api.openai.tool_choice import ToolPlan
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
+from ollama_core.media import collect_media
 
 Events = AsyncGenerator[Chunk | Final, None]
 
@@ -77,8 +78,9 @@ def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
         require(target, "tools", f"{target.model.name.full()} does not support tools")
     think = check_think(target, job.think)
     options = inference.options(target, job.options)
-    rendered = inference.render(target, conversation(target, job.messages), tools=tools,
-                                think=job.think if think else False)
+    messages = conversation(target, job.messages)
+    media = collect_media(messages, sample_rate=inference.audio_sample_rate(target))
+    rendered = inference.render(target, messages, tools=tools, think=job.think if think else False)
     grammar = inference.tool_grammar(target, job.tools.forced) if job.tools.forced else None
     events = inference.generate(
         target, rendered.text, add_bos=rendered.add_bos, options=options, keep_alive=keep_alive,
@@ -86,6 +88,7 @@ def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
         format=None if grammar else job.tools.format or job.format, grammar=grammar,
         think=think,
         truncate=job.truncate,
+        media=media,
     )
     return Generation(target, options, events)
 

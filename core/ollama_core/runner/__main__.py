@@ -46,6 +46,14 @@ def _install_llama_logging(verbose: bool) -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+def _install_mtmd_logging() -> None:
+    """Route the multimodal library's log through the same filter as llama.cpp's."""
+    from llama_cpp import mtmd_cpp
+
+    if _llama_log_callback is not None:
+        mtmd_cpp.mtmd_helper_log_set(_llama_log_callback, ctypes.c_void_p(0))
+
+
 def _read_frames(sock: socket.socket, inbox: queue.SimpleQueue[ToRunner]) -> None:
     """Feed frames from the server into ``inbox``; a closed or broken socket becomes a Shutdown."""
     decoder = FrameDecoder(ToRunner)
@@ -75,6 +83,8 @@ def serve(socket_path: str) -> int:
         if not isinstance(first, Shutdown):
             sock.sendall(encoder.encode(Error(id=None, message="the first frame must be Load", kind="invalid")))
         return 1
+    if first.projector_path:
+        _install_mtmd_logging()
     try:
         engine = Engine(first)
     except LoadError as exc:

@@ -2,7 +2,9 @@
 
 Every loop iteration builds one ``llama_batch`` holding the next token of each generating
 sequence and prompt chunks of newly admitted ones, calls ``llama_decode`` once, samples each
-sequence that has logits and queues the resulting frames, which go out in one write.
+sequence that has logits and queues the resulting frames, which go out in one write. With a
+multimodal projector, the images and audio of a prompt are evaluated into their sequence between
+batch steps (see :mod:`ollama_core.runner.multimodal`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ollama_core.runner.protocol import (
     ToRunner,
 )
 from ollama_core.runner.inspect import inspect_pass
+from ollama_core.runner.multimodal import MEDIA_TOKEN, MediaPrompt, Projector, ProjectorError, image_token_budget
 from ollama_core.runner.sampling import GrammarError, Sampler, resolve_grammar
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,7 @@ class _Sequence:
         "held",
         "id",
         "limit",
+        "media",
         "metrics",
         "n_done",
         "n_keep",
@@ -185,6 +189,13 @@ class _Sequence:
         self.t_start = 0
         self.t_prompt = 0
         self.return_context = req.return_context
+        self.media: MediaPrompt | None = None
+
+    def close(self) -> None:
+        """Free the sampler and any media chunks."""
+        self.sampler.close()
+        if self.media is not None:
+            self.media.close()
 
 
 class Engine:
@@ -205,8 +216,7 @@ class Engine:
         self.ctx: Any = None
         self._embed_ctx: Any = None
         self._embed_batch: _Batch | None = None
-        if load.projector_path:
-            raise LoadError("multimodal projectors are not supported by this runner")
+        self.projector: Projector | None = None
         if load.kv_cache_type not in KV_TYPES:
             raise LoadError(f"unsupported kv_cache_type {load.kv_cache_type!r}; use one of {', '.join(KV_TYPES)}")
         if load.pooling is not None and load.pooling not in POOLING:
@@ -321,7 +331,10 @@ class Engine:
         params = self._context_params()
         params.n_seq_max = parallel
         params.n_ctx = num_ctx * parallel
-        params.n_batch = params.n_ubatch = max(1, min(load.num_batch, num_ctx * parallel))
+        n_batch = max(1, min(load.num_batch, num_ctx * parallel))
+        image_tokens = image_token_budget(load.projector_path) if load.projector_path else 0
+        # An image's tokens are decoded non-causally, so they must fit in one ubatch.
+        params.n_batch = params.n_ubatch = max(n_batch, min(image_tokens, num_ctx * parallel))
         # One KV buffer shared by all sequences: llama.cpp then decodes every sequence of a batch
         # in one ubatch. With a buffer per sequence it splits a batch into one ubatch per run of
         # consecutive sequence ids with equal token counts, which serialises continuous batching.
@@ -338,6 +351,13 @@ class Engine:
         self.n_batch = llama_cpp.llama_n_batch(ctx)
         self.slots = [_Slot(i) for i in range(parallel)]
         self._batch = _Batch(max(self.n_batch, parallel))
+        if load.projector_path:
+            use_gpu = load.n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+            try:
+                self.projector = Projector(load.projector_path, self.model, n_threads=self.n_threads,
+                                           use_gpu=use_gpu, image_max_tokens=image_tokens)
+            except ProjectorError as exc:
+                raise LoadError(str(exc)) from exc
 
     def _embedding_context(self) -> None:
         load = self.load
@@ -363,9 +383,12 @@ class Engine:
     def close(self) -> None:
         """Free every sequence, context and the model."""
         for seq in [*self._active, *self._waiting]:
-            seq.sampler.close()
+            seq.close()
         self._active.clear()
         self._waiting.clear()
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         if self._embed_ctx:
             llama_cpp.llama_free(self._embed_ctx)
             self._embed_ctx = None
@@ -499,7 +522,29 @@ class Engine:
     def _submit(self, req: Generate) -> None:
         if self.embedding_only:
             raise RequestFailed("this model does not support generate")
-        if isinstance(req.prompt, str):
+        media = self._media_prompt(req) if req.media else None
+        try:
+            self._queue(req, media)
+        except BaseException:
+            if media is not None:
+                media.close()
+            raise
+
+    def _media_prompt(self, req: Generate) -> MediaPrompt:
+        if self.projector is None:
+            raise RequestFailed("this model does not support image or audio input")
+        if not isinstance(req.prompt, str):
+            raise RequestFailed("images and audio need a text prompt")
+        try:
+            return self.projector.tokenize(req.prompt, req.media, add_special=req.add_special,
+                                           parse_special=req.parse_special, n_ubatch=self.n_batch)
+        except ProjectorError as exc:
+            raise RequestFailed(str(exc)) from exc
+
+    def _queue(self, req: Generate, media: MediaPrompt | None) -> None:
+        if media is not None:
+            prompt = media.tokens
+        elif isinstance(req.prompt, str):
             prompt = self.tokenize(req.prompt, req.add_special, req.parse_special)
         else:
             prompt = list(req.prompt)
@@ -515,7 +560,7 @@ class Engine:
         n_keep = min(len(prompt) if req.num_keep < 0 else req.num_keep, keep_limit)
         truncated = False
         if len(prompt) > n_ctx:
-            if not req.truncate:
+            if not req.truncate or media is not None:
                 raise RequestFailed(INPUT_TOO_LONG)
             prompt = prompt[:n_keep] + prompt[len(prompt) - (n_ctx - n_keep) :]
             truncated = True
@@ -526,6 +571,7 @@ class Engine:
             raise RequestFailed(str(exc)) from exc
         limit = req.num_predict if req.num_predict > 0 else 10 * n_ctx
         seq = _Sequence(req, prompt, sampler, n_keep, limit)
+        seq.media = media
         seq.metrics.prompt_truncated = truncated
         self._waiting.append(seq)
 
@@ -533,7 +579,7 @@ class Engine:
         for seq in self._waiting:
             if seq.id == request_id:
                 self._waiting.remove(seq)
-                seq.sampler.close()
+                seq.close()
                 return
         for seq in self._active:
             if seq.id == request_id:
@@ -555,6 +601,8 @@ class Engine:
                 if best_score is None or score > best_score or (score == best_score and slot.last_used < best.last_used):
                     best, best_len, best_score = slot, n, score
             reuse = min(best_len, len(prompt) - 1)
+            if seq.media is not None and seq.media.parts:
+                reuse = min(reuse, seq.media.parts[0].start)
             if reuse < len(best.cache):
                 if not llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, reuse, -1):
                     llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, -1, -1)
@@ -564,7 +612,7 @@ class Engine:
             seq.slot = best
             seq.n_done = reuse
             seq.metrics.prompt_cached = reuse
-            seq.sampler.feed_prompt(prompt)
+            seq.sampler.feed_prompt([t for t in prompt if t != MEDIA_TOKEN] if seq.media is not None else prompt)
             seq.t_start = time.perf_counter_ns()
             self._active.append(seq)
 
@@ -618,7 +666,10 @@ class Engine:
             slot = seq.slot
             assert slot is not None
             start = seq.n_done
-            end = min(len(seq.prompt), start + limit - n)
+            stop = seq.media.text_end() if seq.media is not None else len(seq.prompt)
+            if stop == start:
+                continue
+            end = min(stop, start + limit - n)
             batch.add_run(n, seq.prompt[start:end], start, slot.seq_id, False)
             n += end - start
             if end == len(seq.prompt):
@@ -633,6 +684,8 @@ class Engine:
     def _step(self) -> None:
         self._admit()
         self._make_room()
+        if self.projector is not None:
+            self._evaluate_media()
         if not self._active:
             return
         limit = self.n_batch
@@ -675,6 +728,29 @@ class Engine:
             if seq.out_index >= 0:
                 ready.append(seq)
         self._sample(ready)
+
+    def _evaluate_media(self) -> None:
+        """Evaluate the media chunk each prefilling sequence has reached, one sequence at a time."""
+        projector = self.projector
+        assert projector is not None
+        for seq in list(self._active):
+            chunk = seq.media.pending(seq.n_done) if seq.media is not None and seq.pending is None else None
+            if chunk is None:
+                continue
+            slot = seq.slot
+            assert slot is not None and seq.media is not None
+            last = chunk.start + chunk.n_pos == len(seq.prompt)
+            seq.t_prompt = seq.t_prompt or time.perf_counter_ns()
+            if not projector.evaluate(self.ctx, chunk, slot.seq_id, self.n_batch, last):
+                self._fail([seq], "unable to evaluate the image or audio")
+                continue
+            seq.media.next += 1
+            slot.cache.extend(seq.prompt[chunk.start : chunk.start + chunk.n_pos])
+            seq.n_done = chunk.start + chunk.n_pos
+            seq.metrics.prompt_eval_count += chunk.n_tokens
+            if last:
+                seq.out_index = -1
+                self._sample([seq])
 
     def _sample(self, ready: list[_Sequence]) -> None:
         ctx = self.ctx
@@ -733,13 +809,16 @@ class Engine:
         metrics = seq.metrics
         if metrics.eval_count:
             metrics.eval_duration = time.perf_counter_ns() - seq.t_prompt
-        context = seq.prompt + seq.generated if seq.return_context else None
+        context = None
+        if seq.return_context:
+            prompt = [t for t in seq.prompt if t != MEDIA_TOKEN] if seq.media is not None else seq.prompt
+            context = prompt + seq.generated
         self._emit(Done(id=seq.id, done_reason=reason, metrics=metrics, tokens=seq.generated, context=context))  # type: ignore[arg-type]
         self._release(seq)
 
     def _release(self, seq: _Sequence) -> None:
         self._active.remove(seq)
-        seq.sampler.close()
+        seq.close()
         slot = seq.slot
         if slot is not None:
             slot.seq = None
@@ -761,7 +840,7 @@ class Engine:
         self._fail(list(self._active), message)
         for seq in self._waiting:
             self._emit(Error(id=seq.id, message=message, kind="internal"))
-            seq.sampler.close()
+            seq.close()
         self._waiting.clear()
 
     # -- embeddings -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ MAX_FRAME = 1 << 30
 
 ErrorKind = Literal["invalid", "internal"]
 DoneReason = Literal["stop", "length"]
+MediaKind = Literal["image", "audio"]
 
 
 class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
@@ -28,6 +29,8 @@ class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
     ``q8_0`` or ``q4_0``.
     ``embedding`` opens an embedding context only (no generation); ``pooling`` (``mean``,
     ``cls``, ``last``, ``rank``) overrides the GGUF's pooling type for embeddings.
+    ``projector_path`` names a multimodal projector GGUF (llama.cpp's mmproj) that turns the
+    images and audio of :class:`Generate` requests into embeddings.
     """
 
     model_path: str
@@ -64,8 +67,22 @@ class Options(msgspec.Struct, kw_only=True, omit_defaults=True):
     seed: int = -1
 
 
+class Media(msgspec.Struct, kw_only=True):
+    """One image or audio clip of a :class:`Generate`.
+
+    ``image`` data is an encoded image file (PNG, JPEG, GIF or BMP); ``audio`` data is float32
+    little-endian mono PCM at the projector's sample rate.
+    """
+
+    kind: MediaKind
+    data: bytes
+
+
 class Generate(msgspec.Struct, tag="generate", kw_only=True, omit_defaults=True):
     """Generate text for ``prompt`` (text, or token ids used as they are).
+
+    ``media`` needs a text prompt holding llama.cpp's media marker (``<__media__>``) once per
+    item, in order; the runner must have been loaded with a projector.
 
     ``format`` is ``"json"`` or a JSON schema object; ``grammar`` is a GBNF grammar (at most one
     of the two). ``num_predict`` -1 is unlimited (capped at 10 x ``num_ctx``), -2 fills the
@@ -88,6 +105,7 @@ class Generate(msgspec.Struct, tag="generate", kw_only=True, omit_defaults=True)
     shift: bool = True
     truncate: bool = True
     return_context: bool = False
+    media: list[Media] = []
 
 
 class Embed(msgspec.Struct, tag="embed", kw_only=True, omit_defaults=True):

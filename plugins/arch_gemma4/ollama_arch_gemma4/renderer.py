@@ -4,7 +4,8 @@ The template is the GGUF's ``tokenizer.chat_template`` when the model has one, e
 canonical template of the model's variant (small E2B/E4B or large 26B/31B, told apart by the GGUF
 metadata in the request). Ollama messages are mapped onto the fields the template reads:
 ``thinking`` -> ``reasoning``, ``tool_name`` -> ``name``, JSON-string tool arguments -> objects,
-``images`` -> image content parts. Tool results are tied to their calls by ``tool_call_id`` when
+``images`` -> image or audio content parts (each item sniffed), which the template writes as
+``<|image|>`` / ``<|audio|>``; :attr:`RenderedPrompt.media` lists those tokens in item order. Tool results are tied to their calls by ``tool_call_id`` when
 given, else by ``tool_name``, else by position after the calls.
 
 The prompt is rendered without the leading ``<bos>``; :class:`RenderedPrompt` ``add_bos`` tells
@@ -25,9 +26,13 @@ from jinja2.ext import Extension, loopcontrols
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ollama_core.descriptors import RenderedPrompt, RenderRequest
+from ollama_core.media import media_kind
 
 from ollama_arch_gemma4.chat_templates import bundled_template, variant_from_metadata
 from ollama_arch_gemma4.think import thinking_requested
+
+
+MEDIA_TOKENS = {"image": "<|image|>", "audio": "<|audio|>"}
 
 
 class Gemma4Renderer:
@@ -47,7 +52,8 @@ class Gemma4Renderer:
             )
         except jinja2.TemplateError as exc:
             raise ValueError(f"Gemma 4 chat template: {exc}") from exc
-        return RenderedPrompt(text=text, add_bos=True)
+        media = tuple(MEDIA_TOKENS[media_kind(item)] for m in request.messages for item in m.get("images") or ())
+        return RenderedPrompt(text=text, add_bos=True, media=media)
 
 
 def template_source(chat_template: str | None, metadata: Mapping[str, Any]) -> str:
@@ -68,7 +74,7 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
             item["reasoning"] = message["thinking"]
         images = message.get("images") or []
         if images:
-            parts: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+            parts: list[dict[str, Any]] = [{"type": media_kind(image)} for image in images]
             if message.get("content"):
                 parts.append({"type": "text", "text": message["content"]})
             item["content"] = parts

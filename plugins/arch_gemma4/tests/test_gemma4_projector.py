@@ -20,6 +20,7 @@ IMAGE_MIN_COSINE = 0.9999
 F16_MIN_COSINE = 0.9999
 LOGIT_TOLERANCE = 0.1
 MTMD_SCRIPT = Path(__file__).parent / "gemma4_mtmd.py"
+ENGINE_SCRIPT = Path(__file__).parent / "gemma4_engine.py"
 
 
 def _quiet(status: str, *, completed: int | None = None, total: int | None = None) -> None:
@@ -45,14 +46,14 @@ def _edit_json(path: Path, section: str | None, key: str, value: Any) -> None:
     path.write_text(json.dumps(data))
 
 
-def _run_mtmd(model: Path, projector: Path, out: Path) -> dict[str, Any]:
-    """The mtmd outputs for the fixture's media and prompts, computed in a separate process."""
+def _run_mtmd(model: Path, projector: Path, out: Path, script: Path = MTMD_SCRIPT) -> Any:
+    """What ``script`` computes for the fixture's media and prompts, in a separate process."""
     pytest.importorskip("llama_cpp")
     pytest.importorskip("PIL")
-    args = [sys.executable, str(MTMD_SCRIPT), str(model), str(projector), str(MULTIMODAL_FIXTURE), str(out)]
+    args = [sys.executable, str(script), str(model), str(projector), str(MULTIMODAL_FIXTURE), str(out)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=240)
     if result.returncode != 0:
-        pytest.fail(f"mtmd run failed with exit code {result.returncode}:\n{result.stderr[-4000:]}")
+        pytest.fail(f"{script.name} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}")
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -191,6 +192,26 @@ def test_chat_prompts_match_transformers(mtmd_outputs: dict[str, Any], mm_refere
         logits, want = np.asarray(got["last_logits"]), np.asarray(case["last_logits"])
         assert np.abs(logits - want).max() < LOGIT_TOLERANCE, case["modality"]
         assert int(np.argmax(logits)) == int(np.argmax(want))
+
+
+def test_chat_prompts_through_the_runner_engine(
+    converted: Any, mm_reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """Media decoded as requests decode them, evaluated into the engine's slots between batch steps,
+    give transformers' logits (f16 KV cache); a cached prefix is reused only up to the first media chunk."""
+    outputs = _run_mtmd(converted.model_path, converted.projector_path, tmp_path / "engine.json", ENGINE_SCRIPT)
+    cases = {case["modality"]: case for case in mm_reference["prompts"]}
+    for got in outputs:
+        case = cases[got["modality"]]
+        want = np.asarray(case["last_logits"])
+        assert np.abs(np.asarray(got["last_logits"]) - want).max() < LOGIT_TOLERANCE, got["modality"]
+        assert got["tokens"] == [int(np.argmax(want))]
+        assert got["prompt_cached"] + got["prompt_eval_count"] == len(case["input_ids"])
+    audio_ids, image_ids = cases["audio"]["input_ids"], cases["image"]["input_ids"]
+    shared = next(i for i, (a, b) in enumerate(zip(audio_ids, image_ids)) if a != b)
+    assert [o["prompt_cached"] for o in outputs] == [
+        0, shared, image_ids.index(mm_reference["token_ids"]["image_token"])
+    ]
 
 
 def test_f16_projector_stays_close(mm_fixture: Path, mm_reference: dict[str, Any], tmp_path: Path) -> None:

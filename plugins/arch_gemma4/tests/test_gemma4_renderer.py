@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from datetime import datetime
@@ -20,6 +21,7 @@ from ollama_arch_gemma4.renderer import Gemma4Renderer
 
 REFERENCE_DIR = Path("/work/shared/reference")
 Q = '<|"|>'
+WAV_B64 = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode()
 
 WEATHER = {
     "type": "function",
@@ -158,6 +160,11 @@ CONVERSATIONS: dict[str, list[dict[str, Any]]] = {
     "images": [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
     ],
+    "audio_and_image": [
+        {"role": "user", "content": [{"type": "audio"}, {"type": "image"}, {"type": "text", "text": "Say what?"}]},
+        {"role": "assistant", "content": "A bird."},
+        {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "And this?"}]},
+    ],
     "unicode_and_markup": [
         {"role": "user", "content": "Ünïcödé ✓ and literal <b>tags</b> with {braces}"},
     ],
@@ -213,7 +220,8 @@ def _ollama_form(messages: list[dict[str, Any]], *, keep_names: bool) -> list[di
             if keep_names:
                 message["tool_name"] = name
         if isinstance(message.get("content"), list):
-            message["images"] = ["<image bytes>" for part in message["content"] if part["type"] == "image"]
+            message["images"] = [WAV_B64 if part["type"] == "audio" else "<image bytes>"
+                                 for part in message["content"] if part["type"] in ("audio", "image")]
             message["content"] = "".join(part.get("text", "") for part in message["content"])
         converted.append(message)
     return converted
@@ -226,6 +234,14 @@ def _render(variant: str, messages: list[dict[str, Any]], tools: list[dict[str, 
     prompt = Gemma4Renderer().render(request)
     assert prompt.add_bos and not prompt.text.startswith("<bos>")
     return "<bos>" + prompt.text
+
+
+def test_media_placeholders_in_item_order() -> None:
+    messages = _ollama_form(CONVERSATIONS["audio_and_image"], keep_names=True)
+    prompt = Gemma4Renderer().render(RenderRequest(messages=messages, think=False, chat_template=bundled_template(SMALL)))
+    assert prompt.media == ("<|audio|>", "<|image|>", "<|audio|>")
+    assert "<|turn>user\n<|audio|><|image|>Say what?<turn|>" in prompt.text
+    assert "<|turn>user\n<|audio|>And this?<turn|>" in prompt.text
 
 
 @pytest.mark.parametrize("variant", [SMALL, LARGE])
