@@ -99,6 +99,24 @@ def test_registries_record_which_plugin_supplied_each_entry() -> None:
     assert registries.renderer_for("inline-shout", None).name == "inline-shout"
 
 
+class _HearsThroughProjector:
+    @hookimpl
+    def ollama_architectures(self) -> list[Architecture]:
+        return [Architecture(name="hears", gguf_architectures=("hears",), projector_capabilities=("audio",))]
+
+
+def test_offers_reads_architectures_and_disabled_plugins_stay_unloaded() -> None:
+    import ollama_example_plugin_inline as example
+
+    pm = create_plugin_manager(entry_points=False, plugins=[example], disabled=("ollama_api.openai.plugin",))
+    registries = build_registries(pm)
+    assert not pm.has_plugin("ollama_api.openai.plugin") and pm.has_plugin("ollama_api.native.plugin")
+    assert "openai" not in registries.api_surfaces and "audio" in registries.api_surfaces
+    assert not registries.offers("audio")
+    registries = build_registries(create_plugin_manager(entry_points=False, plugins=[_HearsThroughProjector()]))
+    assert registries.offers("audio") and not registries.offers("vision")
+
+
 class _Duplicate:
     @hookimpl
     def ollama_renderers(self) -> list[RendererSpec]:

@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ollama_core.builtins.default_prompt",
     "ollama_api.native.plugin",
     "ollama_api.openai.plugin",
+    "ollama_api.audio.plugin",
 )
 
 
@@ -115,12 +116,12 @@ class PluginManager(pluggy.PluginManager):
             return False
         return self.add_plugin(module, module_name, builtin=builtin)
 
-    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Load every entry point of ``group``, each inside its own error boundary."""
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP, *, skip: Collection[str] = ()) -> None:
+        """Load every entry point of ``group`` not named in ``skip``, each inside its own error boundary."""
         for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
-            if self.has_plugin(ep.name):
+            if self.has_plugin(ep.name) or ep.name in skip:
                 continue
             try:
                 plugin = ep.load()
@@ -191,17 +192,23 @@ def create_plugin_manager(
     builtins: bool = True,
     strict: bool = False,
     plugins: Iterable[object | ModuleType] = (),
+    disabled: Collection[str] = (),
 ) -> PluginManager:
-    """Build a plugin manager: built-ins, then ``plugins`` given here, then entry points."""
+    """Build a plugin manager: built-ins, then ``plugins`` given here, then entry points.
+
+    ``disabled`` names built-in modules and entry points not to load (the server passes
+    ``OLLAMA_DISABLED_PLUGINS``, see :class:`~ollama_core.settings.Settings`).
+    """
     pm = PluginManager(strict=strict)
     if builtins:
         for module_name in BUILTIN_PLUGINS:
-            pm.load_module(module_name, builtin=True)
+            if module_name not in disabled:
+                pm.load_module(module_name, builtin=True)
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         pm.add_plugin(plugin, name)
     if entry_points:
-        pm.load_entry_points()
+        pm.load_entry_points(skip=disabled)
     return pm
 
 
@@ -237,6 +244,17 @@ class Registries:
             if gguf_architecture in entry.value.gguf_architectures:
                 return entry.value
         return None
+
+    def offers(self, capability: str) -> bool:
+        """Whether some registered architecture declares ``capability`` or can gain it from a projector.
+
+        This is what "an installed plugin offers audio input" means: the audio API surface is
+        mounted only when ``offers("audio")``.
+        """
+        return any(
+            capability in entry.value.capabilities or capability in entry.value.projector_capabilities
+            for entry in self.architectures.values()
+        )
 
     def converter_for(self, hf_architecture: str) -> Any | None:
         """The :class:`ConverterSpec` that converts a HF architecture, if any."""

@@ -148,9 +148,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return default
 
 
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server reads from its environment."""
+    """Everything the server reads from its environment.
+
+    ``disabled_plugins`` (``OLLAMA_DISABLED_PLUGINS``, comma-separated) names plugins not to load:
+    entry-point names as ``ollama plugins`` lists them (``arch_gemma4``) or built-in module names.
+    """
 
     host: HostAddress = field(default_factory=lambda: parse_host(None))
     models_dir: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
@@ -170,6 +178,7 @@ class Settings:
     api_key: str | None = None
     max_blob_size: int = 1 << 40
     max_request_size: int = 64 << 20
+    disabled_plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -215,4 +224,5 @@ class Settings:
             api_key=_env(env, "OLLAMA_API_KEY"),
             max_blob_size=max(1, _int(env, "OLLAMA_MAX_BLOB_SIZE", 1 << 40)),
             max_request_size=max(1024, _int(env, "OLLAMA_MAX_REQUEST_SIZE", 64 << 20)),
+            disabled_plugins=_names(_env(env, "OLLAMA_DISABLED_PLUGINS")),
         )

@@ -75,11 +75,14 @@ def test_settings_from_env(tmp_path: Path) -> None:
             "OLLAMA_HOST": "0.0.0.0:1234",
             "OLLAMA_KV_CACHE_TYPE": "Q8_0",
             "OLLAMA_FLASH_ATTENTION": "1",
+            "OLLAMA_DISABLED_PLUGINS": " arch_gemma4, ,ollama_api.openai.plugin",
         }
     )
     assert s.models_dir == tmp_path and s.keep_alive == 600 and s.num_parallel == 4 and s.max_queue == 7
     assert s.origins == ("http://a.example", "app://*") and s.host.port == 1234
     assert s.kv_cache_type == "q8_0" and s.flash_attention is True
+    assert s.disabled_plugins == ("arch_gemma4", "ollama_api.openai.plugin")
     default = Settings.from_env({})
     assert default.keep_alive == 300 and default.num_parallel == 1 and default.max_queue == 512
     assert default.models_dir == Path.home() / ".ollama" / "models" and default.flash_attention is None
+    assert default.disabled_plugins == ()

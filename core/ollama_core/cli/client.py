@@ -1,4 +1,4 @@
-"""A small HTTP client for the CLI: base URL from ``OLLAMA_HOST``, Ollama's error bodies, NDJSON."""
+"""A small HTTP client for the CLI: base URL from ``OLLAMA_HOST``, Ollama's and OpenAI's error bodies, NDJSON."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ def _message(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text.strip() or f"{response.status_code} {response.reason_phrase}"
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    if isinstance(error, str):
+        return error
     return response.text.strip()
 
 

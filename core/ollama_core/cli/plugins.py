@@ -12,8 +12,9 @@ import click
 def plugins(as_json: bool) -> None:
     """Load plugins exactly as the server does and describe them."""
     from ollama_core.plugins import build_registries, create_plugin_manager
+    from ollama_core.settings import Settings
 
-    pm = create_plugin_manager()
+    pm = create_plugin_manager(disabled=Settings.from_env().disabled_plugins)
     build_registries(pm)
     infos = pm.infos()
     if as_json:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +25,34 @@ HELP = """Available Commands:
   /?, /help              Help for a command
 
 Use \"\"\" to begin a multi-line message."""
+
+
+# Paths as Ollama's CLI finds them: starting with "/", "./" or a backslash (after an optional drive
+# letter), possibly with escaped or plain spaces, ending in an image or audio extension.
+_MEDIA_PATH = re.compile(r"(?:[a-zA-Z]:)?(?:\./|/|\\)[\S\\ ]+?\.(?i:png|jpg|jpeg|webp|gif|wav)\b")
+_UNESCAPE = re.compile(r"\\([ ()\[\]{}$&;'\\*?~])")
+AUDIO_EXTENSIONS = (".wav",)
+
+
+def extract_media(prompt: str) -> tuple[str, list[str]]:
+    """Take the paths of existing image and audio files out of ``prompt``.
+
+    Returns the remaining text and the files' contents, base64-encoded, for a message's
+    ``images``. Each attached file is announced on stderr as Ollama does; paths that name no
+    file stay in the text.
+    """
+    attached: list[str] = []
+    for found in _MEDIA_PATH.findall(prompt):
+        name = _UNESCAPE.sub(r"\1", found).replace("%20", " ")
+        path = Path(name)
+        if not path.is_file():
+            continue
+        attached.append(base64.b64encode(path.read_bytes()).decode("ascii"))
+        kind = "audio" if path.suffix.lower() in AUDIO_EXTENSIONS else "image"
+        click.echo(f"Added {kind} '{name}'", err=True)
+        for text in (f"'{name}'", f"'{found}'", found):
+            prompt = prompt.replace(text, "")
+    return prompt.strip(), attached
 
 
 def _metrics(final: dict[str, Any]) -> str:
@@ -42,11 +73,12 @@ def _metrics(final: dict[str, Any]) -> str:
 
 
 class Session:
-    """One conversation with a model."""
+    """One conversation with a model; with ``multimodal``, file paths in a prompt attach the files."""
 
     def __init__(self, model: str, *, options: dict[str, Any], think: bool | str | None, hide_thinking: bool,
-                 keep_alive: str | None, fmt: str | None, verbose: bool) -> None:
+                 keep_alive: str | None, fmt: str | None, verbose: bool, multimodal: bool = False) -> None:
         self.model = model
+        self.multimodal = multimodal
         self.options = options
         self.think = think
         self.hide_thinking = hide_thinking
@@ -57,7 +89,12 @@ class Session:
 
     def ask(self, prompt: str) -> None:
         """Send one user message and stream the answer to stdout."""
-        self.messages.append({"role": "user", "content": prompt})
+        message: dict[str, Any] = {"role": "user", "content": prompt}
+        if self.multimodal:
+            message["content"], images = extract_media(prompt)
+            if images:
+                message["images"] = images
+        self.messages.append(message)
         body: dict[str, Any] = {"model": self.model, "messages": self.messages, "options": self.options}
         if self.think is not None:
             body["think"] = self.think
@@ -185,7 +222,8 @@ def run(model: str, prompt: tuple[str, ...], verbose: bool, keepalive: str | Non
         click.echo(json.dumps(result["embeddings"][0] if result["embeddings"] else []))
         return
     session = Session(model, options={}, think=_think_value(think), hide_thinking=hidethinking,
-                      keep_alive=keepalive, fmt=fmt, verbose=verbose)
+                      keep_alive=keepalive, fmt=fmt, verbose=verbose,
+                      multimodal=bool({"vision", "audio"} & set(capabilities)))
     if text:
         session.ask(text)
         return

@@ -22,7 +22,7 @@ def serve() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("ollama_core.serve")
     logging.getLogger("httpx").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
-    pm = create_plugin_manager()
+    pm = create_plugin_manager(disabled=settings.disabled_plugins)
     for problem in pm.errors:
         log.warning("plugin %s not loaded (%s): %s", problem.plugin, problem.phase, problem.error)
     app = create_app(pm, settings)

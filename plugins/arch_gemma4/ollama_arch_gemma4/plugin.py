@@ -72,7 +72,8 @@ def _parser(tools: Sequence[Mapping[str, Any]] | None, think: bool, *, prompt: s
 
 @hookimpl
 def ollama_architectures() -> Sequence[Architecture]:
-    """Gemma 4 text models (GGUF ``gemma4``), rendered and parsed by this plugin."""
+    """Gemma 4 models (GGUF ``gemma4``), rendered and parsed by this plugin; with a projector
+    converted from their vision and audio towers they take images and audio."""
     return [
         Architecture(
             name=NAME,
@@ -80,6 +81,7 @@ def ollama_architectures() -> Sequence[Architecture]:
             hf_architectures=HF_ARCHITECTURES,
             renderer=NAME,
             parser=NAME,
+            projector_capabilities=("vision", "audio"),
         )
     ]
 
