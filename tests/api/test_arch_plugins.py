@@ -48,6 +48,10 @@ def test_modernbert_checkpoint_converts_and_embeds_like_transformers(server: Ser
     assert result.prompt_eval_count == sum(t["n_tokens"] for t in reference["texts"])
     for got, want in zip(result.embeddings, reference["texts"]):
         assert cosine(got, want["embedding"]) >= 0.9999, want["text"]
+    v1 = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    through_v1 = v1.embeddings.create(model="mbert", input=texts)
+    for got, want in zip(through_v1.data, reference["texts"]):
+        assert cosine(got.embedding, want["embedding"]) >= 0.9999, want["text"]
     r = httpx.post(server.url + "/api/generate", json={"model": "mbert", "prompt": "hi"})
     assert (r.status_code, r.json()) == (400, {"error": '"mbert" does not support generate'})
 
