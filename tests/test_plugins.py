@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, Server, start_server
+from live_server import ROOT, Server, start_server
 from ollama_core.descriptors import Architecture, RendererSpec
 from ollama_core.hookspecs import hookimpl
 from ollama_core.plugins import PluginError, build_registries, create_plugin_manager

@@ -15,7 +15,7 @@ import ollama
 import pytest
 from openai import OpenAI
 
-from conftest import ROOT, Server
+from live_server import ROOT, Server
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="reference fixtures are not beside the checkout")

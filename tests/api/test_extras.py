@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import Server
+from live_server import Server
 
 
 def test_tokenize_round_trip(server: Server, smollm2: str) -> None:

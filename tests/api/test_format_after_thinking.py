@@ -15,7 +15,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Server
+from live_server import Server
 
 THINKING_TEMPLATE = (
     "{{- range .Messages }}{{ if eq .Role \"user\" }}{{ .Content }}"

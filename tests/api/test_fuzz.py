@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 
 @pytest.fixture(scope="module")

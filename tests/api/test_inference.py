@@ -15,7 +15,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Server
+from live_server import Server
 
 FAST = {"num_predict": 12, "temperature": 0, "seed": 1}
 TOOLS_TEMPLATE = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server
+from live_server import Server
 
 LLM = Path(sys.executable).parent / "llm"
 

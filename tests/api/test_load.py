@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 CLIENTS = 64

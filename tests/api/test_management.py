@@ -10,7 +10,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 
 def blob_files(server: Server) -> set[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 MULTIMODAL = FIXTURES / "gemma4mm-a"

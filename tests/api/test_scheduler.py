@@ -12,7 +12,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 
 def test_dns_rebinding_host_header_is_refused_on_loopback(server: Server) -> None:

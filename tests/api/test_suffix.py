@@ -9,7 +9,7 @@ import ollama
 import pytest
 from openai import BadRequestError, OpenAI
 
-from conftest import Server
+from live_server import Server
 
 FIM_TEMPLATE = "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{- else }}{{ .Prompt }}{{- end }}"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 MiB = 1 << 20
 GPU_TOTAL = 8 * 1024 * MiB

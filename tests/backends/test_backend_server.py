@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import Server
+from live_server import Server
 
 MiB = 1 << 20
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from conftest import Server
+from live_server import Server
 
 TOOLS_TEMPLATE = """\
 {{- if or .System .Tools }}<|im_start|>system

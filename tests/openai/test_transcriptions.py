@@ -21,7 +21,7 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from conftest import ROOT, Server, start_server
+from live_server import ROOT, Server, start_server
 
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "gemma4mm-a"
 AUDIO = FIXTURE / "audio.wav"

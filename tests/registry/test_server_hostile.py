@@ -16,7 +16,7 @@ import httpx
 import msgspec
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 from ollama_core.store import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
 
 from .servers import FakeRegistry, digest_of

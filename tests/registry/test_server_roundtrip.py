@@ -11,7 +11,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Server, start_server
+from live_server import Server, start_server
 
 
 @pytest.fixture(scope="module")
