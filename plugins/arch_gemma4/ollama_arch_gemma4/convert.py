@@ -29,7 +29,7 @@ from ollama_arch_gemma4.config import (
     check_convertible,
     read_config,
 )
-from ollama_arch_gemma4.gguf_stream import PlannedTensor, write_gguf
+from ollama_arch_gemma4.gguf_stream import PlannedTensor, map_sources, write_gguf
 from ollama_arch_gemma4.projector import ARCH as PROJECTOR_ARCH
 from ollama_arch_gemma4.projector import plan_projector
 from ollama_arch_gemma4.tokenizer import tokenizer_metadata
@@ -149,22 +149,9 @@ def plan_tensors(
 ) -> list[PlannedTensor]:
     """Map, check and order every GGUF tensor; raise :class:`UnsupportedCheckpoint` on any mismatch."""
     expected = expected_shapes(config, n_vocab)
-    sources: dict[str, str] = {}
-    unexpected: list[str] = []
-    for name in checkpoint.entries:
-        target = _target_name(config, name)
-        if target is None:
-            continue
-        if target not in expected or target in sources:
-            unexpected.append(name)
-            continue
-        sources[target] = name
-    missing = [t for t in expected if t not in sources and not t.endswith(_OPTIONAL_TENSORS)]
-    problems: list[str] = []
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(sorted(unexpected)[:8])}")
-    if missing:
-        problems.append(f"missing tensors: {', '.join(sorted(missing)[:8])}")
+    sources, problems = map_sources(
+        checkpoint.entries, lambda name: _target_name(config, name), expected, lambda t: t.endswith(_OPTIONAL_TENSORS)
+    )
     for target, name in sources.items():
         stored = checkpoint.shape(name) or (1,)
         want = expected[target]

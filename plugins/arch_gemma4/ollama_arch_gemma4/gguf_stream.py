@@ -6,7 +6,7 @@ tensor, large tensors in slices along their first axis, read from memory-mapped 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +50,37 @@ class PlannedTensor:
     def nbytes(self) -> int:
         """Size of the tensor data in the GGUF."""
         return int(np.prod(self.shape, dtype=np.int64)) * _ITEM_SIZE[self.ggml_type]
+
+
+def map_sources(
+    entries: Iterable[str],
+    target_name: Callable[[str], str | None],
+    expected: Collection[str],
+    optional: Callable[[str], bool],
+) -> tuple[dict[str, str], list[str]]:
+    """Match checkpoint tensor names to GGUF names; also the problems found (unexpected or missing tensors).
+
+    ``target_name`` gives a checkpoint name's GGUF name (``None`` to skip it); a GGUF name not in
+    ``expected``, or claimed twice, is unexpected; an expected name no tensor maps to is missing
+    unless ``optional`` says so.
+    """
+    sources: dict[str, str] = {}
+    unexpected: list[str] = []
+    for name in entries:
+        target = target_name(name)
+        if target is None:
+            continue
+        if target not in expected or target in sources:
+            unexpected.append(name)
+            continue
+        sources[target] = name
+    missing = [t for t in expected if t not in sources and not optional(t)]
+    problems: list[str] = []
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(sorted(unexpected)[:8])}")
+    if missing:
+        problems.append(f"missing tensors: {', '.join(sorted(missing)[:8])}")
+    return sources, problems
 
 
 def add_metadata(writer: gguf.GGUFWriter, key: str, value: Any) -> None:

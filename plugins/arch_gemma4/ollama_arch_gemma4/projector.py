@@ -25,7 +25,7 @@ import numpy as np
 
 from ollama_arch_gemma4.checkpoint import Checkpoint
 from ollama_arch_gemma4.config import Gemma4TextConfig, UnsupportedCheckpoint
-from ollama_arch_gemma4.gguf_stream import PlannedTensor, Q, Transform
+from ollama_arch_gemma4.gguf_stream import PlannedTensor, Q, Transform, map_sources
 from ollama_arch_gemma4.projector_config import AudioTower, Towers, VisionTower, read_towers
 
 ARCH = "clip"
@@ -198,22 +198,7 @@ def projector_metadata(towers: Towers) -> dict[str, Any]:
 def plan_tensors(towers: Towers, checkpoint: Checkpoint, matrix_type: gguf.GGMLQuantizationType) -> list[PlannedTensor]:
     """Map, check and order every projector tensor; raise :class:`UnsupportedCheckpoint` on any mismatch."""
     slots = expected_slots(towers)
-    sources: dict[str, str] = {}
-    unexpected: list[str] = []
-    for name in checkpoint.entries:
-        target = target_name(name)
-        if target is None:
-            continue
-        if target not in slots or target in sources:
-            unexpected.append(name)
-            continue
-        sources[target] = name
-    missing = [t for t, slot in slots.items() if t not in sources and not slot.optional]
-    problems: list[str] = []
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(sorted(unexpected)[:8])}")
-    if missing:
-        problems.append(f"missing tensors: {', '.join(sorted(missing)[:8])}")
+    sources, problems = map_sources(checkpoint.entries, target_name, slots, lambda t: slots[t].optional)
     for target, name in sources.items():
         stored, want = checkpoint.shape(name), slots[target].stored
         if stored != want:
