@@ -132,19 +132,30 @@ class ResponseFormat(msgspec.Struct):
     json_schema: JSONSchemaFormat | None = None
 
 
-class ChatCompletionRequest(msgspec.Struct):
+class GenerationRequest(msgspec.Struct):
+    """The fields chat and legacy completions share: sampling, streaming, and Ollama's extras
+    (``options`` and ``num_ctx`` for runtime options such as the context length, ``keep_alive``)."""
+
     model: str = ""
-    messages: list[Message] = []
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     seed: int | None = None
     stop: Stop = None
     temperature: float | None = None
     top_p: float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    n: int | None = None
+    user: str | None = None
+    options: dict[str, Any] | None = None
+    num_ctx: int | None = None
+    keep_alive: KeepAlive = None
+
+
+class ChatCompletionRequest(GenerationRequest):
+    messages: list[Message] = []
+    max_completion_tokens: int | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: str | NamedToolChoice | None = None
@@ -153,11 +164,6 @@ class ChatCompletionRequest(msgspec.Struct):
     reasoning: Reasoning | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    n: int | None = None
-    user: str | None = None
-    options: dict[str, Any] | None = None
-    num_ctx: int | None = None
-    keep_alive: KeepAlive = None
 
 
 # Chat completions: response.
@@ -228,29 +234,14 @@ class ChatCompletionChunk(msgspec.Struct):
 # Legacy completions.
 
 
-class CompletionRequest(msgspec.Struct):
+class CompletionRequest(GenerationRequest):
     """``prompt`` is a string, a list of strings, a token list or a list of token lists."""
 
-    model: str = ""
     prompt: str | list[Any] = ""
     suffix: str | None = None
     echo: bool = False
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    stop: Stop = None
-    temperature: float | None = None
-    top_p: float | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
     logprobs: int | None = None
-    n: int | None = None
     best_of: int | None = None
-    user: str | None = None
-    options: dict[str, Any] | None = None
-    num_ctx: int | None = None
-    keep_alive: KeepAlive = None
 
 
 class CompletionChoice(msgspec.Struct):
