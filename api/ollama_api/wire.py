@@ -27,12 +27,12 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 with up to 9 fractional digits and trailing zeros trimmed, as Ollama writes times."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    offset = moment.utcoffset()
+    if not offset:
+        return moment.isoformat(timespec="microseconds")[:-6].rstrip("0").rstrip(".") + "Z"
     base = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         base += "." + f"{moment.microsecond:06d}".rstrip("0")
-    offset = moment.utcoffset()
-    if not offset:
-        return base + "Z"
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)

@@ -28,7 +28,7 @@ from ollama_core.backends.plan import LoadPlan, PlanRequest, PlanSettings, plan_
 from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
 from ollama_core.errors import RequestError
 from ollama_core.gguf import GGUFError
-from ollama_core.media import DEFAULT_SAMPLE_RATE, MEDIA_MARKER, Media, mark_media
+from ollama_core.media import DEFAULT_SAMPLE_RATE, MEDIA_MARKER, Media, collect_media, mark_media
 from ollama_core.model_facts import ModelFacts, ModelInspector
 from ollama_core.names import InvalidNameError, ModelName
 from ollama_core.options import DEFAULT_OPTIONS, OptionTypeError, OptionValueError, merge_options
@@ -276,6 +276,13 @@ class Inference:
         projector = target.facts.projector
         rate = projector.metadata.scalar("clip.audio.sample_rate") if projector is not None else None
         return rate if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLE_RATE
+
+    async def decode_media(self, target: Target, messages: Sequence[Mapping[str, Any]]) -> list[Media]:
+        """The images and audio of ``messages`` (:func:`ollama_core.media.collect_media`) for
+        :meth:`generate`, decoded in a worker thread: decoding and resampling must not hold up the
+        event loop that streams every other request's tokens."""
+        rate = self.audio_sample_rate(target)
+        return await anyio.to_thread.run_sync(lambda: collect_media(messages, sample_rate=rate))
 
     def _check_media(self, target: Target, prompt: str | list[int], media: Sequence[Media]) -> None:
         """400 unless the model's projector reads every kind of item and the prompt has a marker for each."""

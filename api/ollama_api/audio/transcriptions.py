@@ -31,12 +31,13 @@ from ollama_api.native.chat import conversation
 from ollama_api.native.checks import require
 from ollama_api.openai.errors import EXCEPTION_HANDLERS as OPENAI_EXCEPTION_HANDLERS
 from ollama_api.openai.errors import error_body, error_response
+from ollama_api.openai.generation import collect
 from ollama_api.openai.sse import data_frame, event_stream, open_events
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final
-from ollama_core.media import AUDIO_FORMATS, Media, collect_media, media_kind
+from ollama_core.media import AUDIO_FORMATS, Media, media_kind
 
 MAX_FILE_BYTES = 25 << 20
 MAX_BODY_BYTES = MAX_FILE_BYTES + (64 << 10)
@@ -90,20 +91,6 @@ def subtitles(text: str, duration: float, response_format: str) -> str:
     return f"WEBVTT\n\n{_timestamp(0, '.')} --> {_timestamp(duration, '.')}\n{text}\n"
 
 
-async def _collect(events: Events) -> tuple[str, Final | None]:
-    pieces: list[str] = []
-    final: Final | None = None
-    try:
-        async for event in events:
-            if isinstance(event, Final):
-                final = event
-            else:
-                pieces.append(event.content)
-    finally:
-        await events.aclose()
-    return "".join(pieces).strip(), final
-
-
 async def _frames(events: Events) -> AsyncGenerator[bytes, None]:
     """``transcript.text.delta`` events (leading whitespace dropped), then ``transcript.text.done``."""
     pieces: list[str] = []
@@ -155,14 +142,15 @@ async def transcriptions(
     require(target, "audio", f'"{data.model}" does not support audio input; transcription needs an audio-capable model')
     messages = conversation(target, chat_messages(audio, language=data.language, prompt=data.prompt))
     sample_rate = inference.audio_sample_rate(target)
-    media = collect_media(messages, sample_rate=sample_rate)
+    media = await inference.decode_media(target, messages)
     options = inference.options(target, {"temperature": data.temperature})
     rendered = inference.render(target, messages, tools=None, think=False)
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=options, keep_alive=None,
                                 parser=inference.parser(target, None, False, rendered.text), media=media)
     if data.stream:
         return event_stream(_frames(await open_events(events)), _error_frame)
-    text, final = await _collect(events)
+    outcome = await collect(events)
+    text, final = outcome.content.strip(), outcome.final
     if data.response_format == "text":
         return Response(text, media_type="text/plain; charset=utf-8")
     if data.response_format in ("srt", "vtt"):

@@ -21,7 +21,6 @@ from ollama_api.wire import inference_response, json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
-from ollama_core.media import collect_media
 
 
 def conversation(target: Target, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,7 +63,7 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
         item["role"] = message.role.lower()
         messages.append(item)
     chat_messages = conversation(target, messages)
-    media = collect_media(chat_messages, sample_rate=inference.audio_sample_rate(target))
+    media = await inference.decode_media(target, chat_messages)
     rendered = inference.render(target, chat_messages, tools=tools, think=data.think if think else False)
     if data.debug_render_only:
         return json_response(DebugRenderResponse(model=data.model, created_at=now(),

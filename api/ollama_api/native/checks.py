@@ -7,6 +7,7 @@ import string
 from datetime import datetime, timezone
 from typing import Any
 
+from ollama_api.wire import format_time
 from ollama_core.errors import RequestError
 from ollama_core.inference import Target
 
@@ -15,10 +16,8 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def now() -> str:
-    """The current UTC time as responses carry it (``format_time``'s output, computed faster:
-    every streamed chunk carries one)."""
-    text = datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6]
-    return text.rstrip("0").rstrip(".") + "Z"
+    """The current UTC time as responses carry it."""
+    return format_time(datetime.now(timezone.utc))
 
 
 def check_think(target: Target, think: bool | str | None) -> bool:

@@ -20,7 +20,7 @@ from ollama_api.wire import inference_response, json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
-from ollama_core.media import collect_media, place_raw_media
+from ollama_core.media import place_raw_media
 
 
 def tool_calls(chunk: Chunk) -> list[ToolCall] | None:
@@ -78,7 +78,7 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
         require(target, "insert", f"{target.model.name.full()} does not support insert")
     think = check_think(target, data.think)
     options = inference.options(target, data.options)
-    media = collect_media([{"images": data.images or []}], sample_rate=inference.audio_sample_rate(target))
+    media = await inference.decode_media(target, [{"images": data.images or []}])
     if data.raw:
         prompt, media = place_raw_media(data.prompt, media)
         add_bos = True

@@ -143,7 +143,7 @@ def _usage(final: Final) -> Usage:
 @post("/chat/completions", status_code=200)
 async def chat_completions(data: ChatCompletionRequest, ctx: ServerContext) -> Response[Any]:
     """A chat completion; with ``stream`` a ``text/event-stream`` of chunks ending in ``[DONE]``."""
-    generation = start_chat(ctx, chat_job(data))
+    generation = await start_chat(ctx, chat_job(data))
     completion_id = f"chatcmpl-{random.randrange(999)}"
     created = int(time.time())
     if not data.stream:

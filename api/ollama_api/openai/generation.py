@@ -18,7 +18,6 @@ from ollama_api.openai.tool_choice import ToolPlan
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
-from ollama_core.media import collect_media
 
 Events = AsyncGenerator[Chunk | Final, None]
 
@@ -67,7 +66,7 @@ def _resolve(ctx: ServerContext, model: str) -> Target:
     return ctx.inference.resolve(model, f"model '{model}' not found")
 
 
-def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
+async def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
     """Check, render and start a chat; errors before generation raise here."""
     inference = ctx.inference
     target = _resolve(ctx, job.model)
@@ -79,7 +78,7 @@ def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
     think = check_think(target, job.think)
     options = inference.options(target, job.options)
     messages = conversation(target, job.messages)
-    media = collect_media(messages, sample_rate=inference.audio_sample_rate(target))
+    media = await inference.decode_media(target, messages)
     rendered = inference.render(target, messages, tools=tools, think=job.think if think else False)
     grammar = inference.tool_grammar(target, job.tools.forced) if job.tools.forced else None
     events = inference.generate(

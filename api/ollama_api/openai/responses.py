@@ -398,7 +398,7 @@ class EventWriter:
 @post("/responses", status_code=200)
 async def responses(data: ResponsesRequest, ctx: ServerContext) -> Response[Any]:
     """A response; with ``stream`` a ``text/event-stream`` of named events ending in ``response.completed``."""
-    generation = start_chat(ctx, responses_job(data))
+    generation = await start_chat(ctx, responses_job(data))
     builder = ResponseBuilder(data)
     if not data.stream:
         return json_response(builder.complete(await collect(generation.events)))
