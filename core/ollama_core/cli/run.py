@@ -14,6 +14,7 @@ import click
 
 from ollama_core.cli.client import ServerError, request, stream_lines
 from ollama_core.cli.formatting import human_bytes, table
+from ollama_core.media import media_kind
 from ollama_core.settings import parse_duration
 
 HELP = """Available Commands:
@@ -31,7 +32,6 @@ Use \"\"\" to begin a multi-line message."""
 # letter), possibly with escaped or plain spaces, ending in an image or audio extension.
 _MEDIA_PATH = re.compile(r"(?:[a-zA-Z]:)?(?:\./|/|\\)[\S\\ ]+?\.(?i:png|jpg|jpeg|webp|gif|wav)\b")
 _UNESCAPE = re.compile(r"\\([ ()\[\]{}$&;'\\*?~])")
-AUDIO_EXTENSIONS = (".wav",)
 
 
 def extract_media(prompt: str) -> tuple[str, list[str]]:
@@ -47,9 +47,9 @@ def extract_media(prompt: str) -> tuple[str, list[str]]:
         path = Path(name)
         if not path.is_file():
             continue
-        attached.append(base64.b64encode(path.read_bytes()).decode("ascii"))
-        kind = "audio" if path.suffix.lower() in AUDIO_EXTENSIONS else "image"
-        click.echo(f"Added {kind} '{name}'", err=True)
+        data = path.read_bytes()
+        attached.append(base64.b64encode(data).decode("ascii"))
+        click.echo(f"Added {media_kind(data)} '{name}'", err=True)
         for text in (f"'{name}'", f"'{found}'", found):
             prompt = prompt.replace(text, "")
     return prompt.strip(), attached
