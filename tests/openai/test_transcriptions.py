@@ -162,7 +162,7 @@ def test_subtitle_cues_span_the_audio() -> None:
     assert subtitles("hi", 0.0004, "vtt") == "WEBVTT\n\n00:00:00.000 --> 00:00:00.000\nhi\n"
 
 
-def test_cli_transcribes_files(server: Server, model: str, client: OpenAI, tmp_path: Path) -> None:
+def test_cli_transcribes_files(server: Server, model: str, smollm2: str, client: OpenAI, tmp_path: Path) -> None:
     with AUDIO.open("rb") as audio:
         text = client.audio.transcriptions.create(model=model, file=audio, response_format="text")
     assert server.cli("transcribe", model, str(AUDIO)).stdout == text + "\n"
@@ -176,7 +176,7 @@ def test_cli_transcribes_files(server: Server, model: str, client: OpenAI, tmp_p
     assert srt.startswith("1\n00:00:00,000 --> 00:00:01,500\n")
     verbose = json.loads(server.cli("transcribe", model, str(AUDIO), "--format", "verbose_json").stdout)
     assert verbose["text"] == text and verbose["task"] == "transcribe"
-    failed = server.cli("transcribe", "smollm2", str(AUDIO), check=False)
+    failed = server.cli("transcribe", smollm2, str(AUDIO), check=False)
     assert failed.returncode == 1 and "does not support audio" in failed.stderr
 
 
