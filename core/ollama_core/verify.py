@@ -99,10 +99,11 @@ async def _run_probes(gguf: Path, reference: Any, embedding: bool) -> list[Probe
             tokens = await runner.tokenize(text)
             expected = reference.run(tokens)
             checkpoints: Mapping[str, Any] = expected.checkpoints
-            seen = await runner.inspect(Inspect(tokens=tokens, tensors=list(checkpoints)))
+            seen = await runner.inspect(Inspect(tokens=tokens))
             similarity = cosine(np.frombuffer(seen.final, dtype=np.float32), expected.final)
             layers: tuple[tuple[str, float], ...] = ()
             if similarity < MIN_COSINE:
+                seen = await runner.inspect(Inspect(tokens=tokens, tensors=list(checkpoints)))
                 layers = tuple(
                     (name, row_cosine(np.frombuffer(seen.tensors[name], dtype=np.float32).reshape(-1, seen.width),
                                       np.asarray(state, dtype=np.float32).reshape(len(tokens), -1)))
