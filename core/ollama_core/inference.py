@@ -120,6 +120,7 @@ class Inference:
         self.inspector = inspector
         self.registries = registries
         self._plans: weakref.WeakKeyDictionary[RunnerProcess, LoadPlan] = weakref.WeakKeyDictionary()
+        self._repack = True
         self.scheduler = Scheduler(
             self._start_runner,
             max_loaded=settings.max_loaded_models,
@@ -190,11 +191,11 @@ class Inference:
             embedding=embedding,
             projector_path=str(model.projector_paths[0]) if model.projector_paths and not embedding else None,
             lora_paths=[str(p) for p in model.adapter_paths],
+            repack=self._repack,
         )
         env = {**os.environ, **plan.env} if plan.env else None
-        runner = await RunnerProcess.start(
-            config, load_timeout=self.settings.load_timeout, env=env, python=sys.executable
-        )
+        runner = await RunnerProcess.start(config, load_timeout=self.settings.load_timeout, env=env, python=sys.executable)
+        self._repack = self._repack and runner.config.repack
         self._plans[runner] = plan
         return runner
 

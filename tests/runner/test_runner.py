@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
@@ -304,3 +305,26 @@ async def test_load_failures_are_reported(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a gguf file at all" * 10)
     with pytest.raises(RunnerLoadError, match="unable to load model"):
         await RunnerProcess.start(Load(model_path=str(garbage)))
+
+
+async def test_a_runner_that_faults_while_loading_is_started_again_without_repacked_weights(
+    runner: RunnerProcess, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    # The first process started through this interpreter dies of SIGSEGV, as a runner does where
+    # llama.cpp's AMX kernels fault; the second is a real runner.
+    faulted = tmp_path / "faulted"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nif [ ! -e "{faulted}" ]; then touch "{faulted}"; kill -SEGV $$; fi\n'
+                      f'exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    proc = await RunnerProcess.start(Load(model_path=str(smollm2_gguf), num_ctx=512), python=str(python))
+    try:
+        assert faulted.exists()
+        assert proc.config.repack is False
+        request = Generate(prompt=POEM, options=GREEDY, num_predict=12)
+        assert (await generate(proc, request))[0] == (await generate(runner, request))[0]
+    finally:
+        await proc.close()
+    with pytest.raises(RunnerLoadError, match="SIGSEGV"):
+        faulted.unlink()
+        await RunnerProcess.start(Load(model_path=str(smollm2_gguf), num_ctx=512, repack=False), python=str(python))

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 RunnerEvent = Token | Done
 STDERR_TAIL = 4000
+_FAULTS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS})
+"""Signals a runner dies of when a compute kernel faults."""
 _BROKEN = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -61,11 +63,23 @@ class RunnerError(RequestError):
 
 
 class RunnerLoadError(RunnerError):
-    """The runner failed to load the model: it exited, reported an error or timed out."""
+    """The runner failed to load the model: it exited, reported an error or timed out.
+
+    ``signal`` is the signal that killed the process, if one did.
+    """
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class RunnerCrashedError(RunnerError):
-    """The runner process died; every request it was serving fails with this."""
+    """The runner process died; every request it was serving fails with this. ``signal`` is the
+    signal that killed it, if one did."""
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class RunnerRequestError(RunnerError):
@@ -107,9 +121,24 @@ class RunnerProcess:
     ) -> RunnerProcess:
         """Spawn ``python -m ollama_core.runner``, load ``config`` and wait for it to be ready.
 
+        A runner that faults while loading with ``config.repack`` is started once more without
+        it (the returned runner's ``config`` says so): llama.cpp's AMX kernels fault on some
+        machines that report AMX, and repacked weights are only an optimisation.
         Raises :class:`RunnerLoadError` when the process exits during the load (with the end of its
         stderr), reports a load error, or is not ready within ``load_timeout`` seconds.
         """
+        try:
+            return await cls._spawn(config, load_timeout, env, python)
+        except RunnerLoadError as exc:
+            if not config.repack or exc.signal not in _FAULTS:
+                raise
+            log.warning("%s; loading without llama.cpp's repacked CPU weights (AMX)", exc.message)
+            return await cls._spawn(msgspec.structs.replace(config, repack=False), load_timeout, env, python)
+
+    @classmethod
+    async def _spawn(
+        cls, config: Load, load_timeout: float, env: Mapping[str, str] | None, python: str
+    ) -> RunnerProcess:
         started = time.perf_counter_ns()
         workdir = tempfile.mkdtemp(prefix="ollama-runner-")
         if len(workdir) > 90:
@@ -142,7 +171,7 @@ class RunnerProcess:
                 tail = runner._stderr_tail() if runner is not None else ""
                 raise RunnerLoadError(_join(f"timed out after {load_timeout:g}s loading {config.model_path}", tail)) from None
             if isinstance(exc, RunnerCrashedError):
-                raise RunnerLoadError(f"error loading model {config.model_path}: {exc.message}") from None
+                raise RunnerLoadError(f"error loading model {config.model_path}: {exc.message}", exc.signal) from None
             if isinstance(exc, OSError):
                 raise RunnerLoadError(f"unable to start a runner for {config.model_path}: {exc}") from exc
             raise
@@ -165,7 +194,7 @@ class RunnerProcess:
             group.start_soon(accept)
             group.start_soon(watch)
         if not accepted:
-            raise RunnerCrashedError(_join(self._describe_exit(), self._stderr_tail()))
+            raise RunnerCrashedError(_join(self._describe_exit(), self._stderr_tail()), self._exit_signal())
         self._stream = accepted[0]
 
     async def _load(self) -> None:
@@ -360,8 +389,12 @@ class RunnerProcess:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await self._process.wait()
         message = _join(self._describe_exit(), self._stderr_tail())
-        self._failure = RunnerCrashedError(message)
+        self._failure = RunnerCrashedError(message, self._exit_signal())
         log.error("%s", message)
+
+    def _exit_signal(self) -> int | None:
+        code = self._process.returncode
+        return -code if code is not None and code < 0 else None
 
     def _describe_exit(self) -> str:
         code = self._process.returncode

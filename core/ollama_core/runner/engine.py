@@ -236,6 +236,7 @@ class Engine:
                 self.slots: list[_Slot] = []
             else:
                 self._generation_context()
+            self._warm_up()
         except BaseException:
             self.close()
             raise
@@ -266,6 +267,7 @@ class Engine:
             split = list(load.tensor_split)[: llama_cpp.LLAMA_MAX_DEVICES]
             self._tensor_split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*split)
             params.tensor_split = self._tensor_split
+        params.use_extra_bufts = load.repack
         if load.use_mmap is not None:
             params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if load.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
         model = llama_cpp.llama_model_load_from_file(load.model_path.encode(), params)
@@ -379,6 +381,23 @@ class Engine:
         self._embed_batch = _Batch(self._embed_n_batch)
         out_dim = llama_cpp.llama_model_n_cls_out(self.model) if self.pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK else 0
         self._embed_dim = out_dim or self.n_embd
+
+    def _warm_up(self) -> None:
+        """Decode two tokens and forget them, so that the load, not the first request, meets
+        kernels that fail on this machine (the matrix kernels run on batches of two or more)."""
+        if self.embedding_only:
+            try:
+                self._embed_group([[0, 1]])
+            except RequestFailed as exc:
+                raise LoadError(f"the warm-up failed: {exc.message}") from None
+            return
+        self._batch.add_run(0, [0, 1], 0, 0, False)
+        self._batch.logits[1] = 1
+        self._batch.struct.n_tokens = 2
+        rc = llama_cpp.llama_decode(self.ctx, self._batch.struct)
+        llama_cpp.llama_memory_seq_rm(self.mem, 0, -1, -1)
+        if rc != 0:
+            raise LoadError(f"the warm-up decode failed (llama_decode returned {rc})")
 
     def close(self) -> None:
         """Free every sequence, context and the model."""

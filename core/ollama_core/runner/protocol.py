@@ -31,6 +31,8 @@ class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
     ``cls``, ``last``, ``rank``) overrides the GGUF's pooling type for embeddings.
     ``projector_path`` names a multimodal projector GGUF (llama.cpp's mmproj) that turns the
     images and audio of :class:`Generate` requests into embeddings.
+    ``repack`` lets llama.cpp keep CPU weights in its extra buffer types: layouts repacked for
+    the CPU's vector units and, where the build has them, AMX tiles.
     """
 
     model_path: str
@@ -49,6 +51,7 @@ class Load(msgspec.Struct, tag="load", kw_only=True, omit_defaults=True):
     projector_path: str | None = None
     lora_paths: list[str] = []
     lora_scales: list[float] = []
+    repack: bool = True
 
 
 class Options(msgspec.Struct, kw_only=True, omit_defaults=True):
