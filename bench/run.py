@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.stop()
     medians = report(results, plan, args.servers, args.groups)
+    if any(isinstance(server, LlamaServer) and not server.repack for server in servers):
+        console.print("llama-server ran with --no-repack: its AMX kernels faulted at start on this machine "
+                      "(ours then loads without repacked weights too; see its log)")
     if args.json:
         samples = {f"{name}/{key}": values for (name, key), values in results.samples.items()}
         errors = {f"{name}/{key}": reason for (name, key), reason in results.errors.items()}

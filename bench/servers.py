@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CTX_PER_SLOT = 4096
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
+FAULTS = (-signal.SIGSEGV, -signal.SIGILL, -signal.SIGBUS)
+"""Exit statuses of a process killed by a faulting compute kernel."""
 
 
 class Mode(enum.Enum):
@@ -289,6 +291,8 @@ class LlamaServer(Server):
     def __init__(self, binary: Path, model: Path, threads: int, workdir: Path, log_dir: Path) -> None:
         super().__init__(model, threads, workdir, log_dir)
         self.binary = binary
+        self.repack = True
+        self.mode = Mode.SINGLE
 
     def command(self, mode: Mode) -> tuple[list[str], dict[str, str]]:
         cmd = [
@@ -296,9 +300,28 @@ class LlamaServer(Server):
             "-t", str(self.threads), "-tb", str(self.threads),
             "-np", str(mode.slots), "-c", str(CTX_PER_SLOT * mode.slots), "--no-webui",
         ]
+        if not self.repack:
+            cmd.append("--no-repack")
         if mode is Mode.EMBED:
             cmd += ["--embedding", "--pooling", "mean"]
         return cmd, {}
+
+    def start(self, mode: Mode) -> None:
+        self.mode = mode
+        super().start(mode)
+
+    async def wait_ready(self, client: httpx.AsyncClient) -> None:
+        """As ours does, start once more without repacked weights if a kernel faults at warm-up
+        (llama.cpp's AMX kernels do on some machines that report AMX)."""
+        try:
+            await super().wait_ready(client)
+        except RuntimeError:
+            if not self.repack or self.proc is None or self.proc.returncode not in FAULTS:
+                raise
+            self.repack = False
+            self.proc = None
+            self.start(self.mode)
+            await super().wait_ready(client)
 
     async def generate(self, client: httpx.AsyncClient, prompt: str, tokens: int) -> Stream:
         body = {
