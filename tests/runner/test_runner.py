@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from ollama_core.runner import (
@@ -113,6 +114,16 @@ async def test_concurrent_requests_share_decode_batches(runner: RunnerProcess) -
     assert len(dones) == 6
     assert all(done.metrics.max_batch_seqs >= 2 for done in dones)
     assert max(done.metrics.max_batch_seqs for done in dones) == 4
+
+
+async def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(runner: RunnerProcess) -> None:
+    # A grammar that admits any text keeps the request on llama.cpp's sampler chain; without
+    # one, a plain greedy request takes the argmax of the logits directly.
+    chain = Generate(prompt=POEM, options=GREEDY, num_predict=48, grammar="root ::= [^\\x00]*")
+    direct = msgspec.structs.replace(chain, grammar=None)
+    (text, done), (chain_text, chain_done) = await generate(runner, direct), await generate(runner, chain)
+    assert done.metrics.eval_count == 48
+    assert (text, done.tokens) == (chain_text, chain_done.tokens)
 
 
 async def test_stop_strings_end_generation_and_are_not_emitted(runner: RunnerProcess) -> None:

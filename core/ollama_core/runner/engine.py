@@ -773,9 +773,8 @@ class Engine:
 
     def _sample(self, ready: list[_Sequence]) -> None:
         ctx = self.ctx
-        sample = llama_cpp.llama_sampler_sample
         for seq in ready:
-            token = sample(seq.sampler.chain, ctx, seq.out_index)
+            token = seq.sampler.sample(ctx, seq.out_index)
             now = time.perf_counter_ns()
             metrics = seq.metrics
             if metrics.eval_count == 0:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp import llama_grammar
 
 from ollama_core.runner.protocol import Options
@@ -47,7 +48,7 @@ class Sampler:
     grammar, penalties, top-k, typical, top-p, min-p, temperature, then a seeded draw (greedy at temperature 0).
     """
 
-    __slots__ = ("_penalties", "_penalty_window", "chain")
+    __slots__ = ("_greedy", "_n_vocab", "_penalties", "_penalty_window", "chain")
 
     def __init__(self, vocab: Any, options: Options, *, n_ctx: int, grammar: str | None = None) -> None:
         params = llama_cpp.llama_sampler_chain_default_params()
@@ -55,11 +56,27 @@ class Sampler:
         self.chain: Any = llama_cpp.llama_sampler_chain_init(params)
         self._penalties: Any = None
         self._penalty_window = 0
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         try:
             self._build(vocab, options, n_ctx, grammar)
         except BaseException:
             self.close()
             raise
+        self._greedy = options.temperature <= 0 and not grammar and self._penalties is None
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits of output ``index`` of the last decode (negative: from the end).
+
+        A plain greedy chain is an argmax over the logits row; it picks the first of equal
+        maxima as llama.cpp's greedy sampler does, without copying the vocabulary into
+        candidates first.
+        """
+        if self._greedy:
+            logits = llama_cpp.llama_get_logits_ith(ctx, index)
+            if logits:
+                return int(np.ctypeslib.as_array(logits, (self._n_vocab,)).argmax())
+        token: int = llama_cpp.llama_sampler_sample(self.chain, ctx, index)
+        return token
 
     def _add(self, sampler: Any) -> None:
         if not sampler:
