@@ -230,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.stop()
     medians = report(results, plan, args.servers, args.groups)
-    if any(isinstance(server, LlamaServer) and not server.repack for server in servers):
-        console.print("llama-server ran with --no-repack: its AMX kernels faulted at start on this machine "
-                      "(ours then loads without repacked weights too; see its log)")
+    for server in servers:
+        if isinstance(server, (LlamaServer, LlamaCppPython)) and not server.repack:
+            console.print(f"{server.name} ran without repacked weights: llama.cpp's AMX kernels faulted on this "
+                          "machine (ours then loads without them too; see the logs)")
     if args.json:
         samples = {f"{name}/{key}": values for (name, key), values in results.samples.items()}
         errors = {f"{name}/{key}": reason for (name, key), reason in results.errors.items()}

@@ -26,6 +26,18 @@ START_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
 FAULTS = (-signal.SIGSEGV, -signal.SIGILL, -signal.SIGBUS)
 """Exit statuses of a process killed by a faulting compute kernel."""
+NO_REPACK_LAUNCHER = """
+import runpy
+from llama_cpp import llama_cpp
+defaults = llama_cpp.llama_model_default_params
+def without_repack():
+    params = defaults()
+    params.use_extra_bufts = False
+    return params
+llama_cpp.llama_model_default_params = without_repack
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""``python -c`` code that runs llama-cpp-python's server with repacked weights turned off."""
 
 
 class Mode(enum.Enum):
@@ -357,10 +369,13 @@ class LlamaCppPython(Server):
     def __init__(self, python: Path, model: Path, threads: int, workdir: Path, log_dir: Path) -> None:
         super().__init__(model, threads, workdir, log_dir)
         self.python = python
+        self.repack = True
+        self.mode = Mode.SINGLE
 
     def command(self, mode: Mode) -> tuple[list[str], dict[str, str]]:
+        launch = ["-m", "llama_cpp.server"] if self.repack else ["-c", NO_REPACK_LAUNCHER]
         cmd = [
-            str(self.python), "-m", "llama_cpp.server", "--model", str(self.model),
+            str(self.python), *launch, "--model", str(self.model),
             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(CTX_PER_SLOT),
             "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
             "--interrupt_requests", "false", "--logits_all", "false", "--flash_attn", "true",
@@ -368,6 +383,28 @@ class LlamaCppPython(Server):
         if mode is Mode.EMBED:
             cmd += ["--embedding", "true"]
         return cmd, {}
+
+    def start(self, mode: Mode) -> None:
+        self.mode = mode
+        super().start(mode)
+
+    async def prepare(self, client: httpx.AsyncClient) -> None:
+        """Run a request of several tokens; if a kernel faults on it (llama.cpp's AMX kernels do on
+        some machines that report AMX), start again without repacked weights, as ours and
+        llama-server do. This server has no option for that, so a launcher turns it off."""
+        try:
+            if self.mode is Mode.EMBED:
+                await self.embed(client, ["warm up the model"])
+            else:
+                await self.generate(client, "warm up the model", 2)
+        except (httpx.HTTPError, RuntimeError):
+            await anyio.sleep(1.0)
+            if self.proc is None or self.proc.poll() not in FAULTS or not self.repack:
+                raise
+            self.repack = False
+            self.proc = None
+            self.start(self.mode)
+            await self.wait_ready(client)
 
     async def generate(self, client: httpx.AsyncClient, prompt: str, tokens: int) -> Stream:
         body = {
