@@ -34,7 +34,7 @@ from ollama_core.names import InvalidNameError, ModelName
 from ollama_core.options import DEFAULT_OPTIONS, OptionTypeError, OptionValueError, merge_options
 from ollama_core.plugins import Registries
 from ollama_core.runner import RunnerProcess
-from ollama_core.runner.protocol import Done, Embed, Generate, Load, Token
+from ollama_core.runner.protocol import Done, Embed, Generate, Load, Logprob, Token
 from ollama_core.runner.protocol import Options as SamplingOptions
 from ollama_core.scheduler import LoadedModel, LoadRequest, NeedsRoom, Scheduler
 from ollama_core.settings import FOREVER, Settings, parse_duration
@@ -50,11 +50,16 @@ _SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_last
 
 @dataclass
 class Chunk:
-    """Parsed output so far: new content, thinking, and whole tool calls."""
+    """Parsed output so far: new content, thinking, whole tool calls, and the log probabilities of
+    the tokens generated since the last chunk when they were asked for."""
 
     content: str = ""
     thinking: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[Logprob] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.content or self.thinking or self.tool_calls or self.logprobs)
 
 
 @dataclass
@@ -333,6 +338,8 @@ class Inference:
         truncate: bool = True,
         return_context: bool = False,
         media: Sequence[Media] = (),
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> AsyncIterator[Chunk | Final]:
         """Generate on the model's runner, yielding parsed chunks and then one :class:`Final`.
 
@@ -344,7 +351,8 @@ class Inference:
         generation starts unconstrained; when the parser sees the first answer content (or tool
         call), that sequence is cancelled and generation resumes from the end of the thinking
         with the format's grammar (see :class:`_ThinkingFirst`). Closing the iterator early
-        cancels the sequence in the runner.
+        cancels the sequence in the runner. ``logprobs`` puts each generated token's log
+        probability, with its ``top_logprobs`` alternatives, on the chunk that carries its text.
         """
         started = time.monotonic_ns()
         if media:
@@ -363,6 +371,8 @@ class Inference:
             truncate=truncate,
             return_context=return_context,
             media=list(media),
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
         )
         async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
             load_duration = time.monotonic_ns() - started
@@ -374,7 +384,9 @@ class Inference:
                     async for event in events:
                         if isinstance(event, Token):
                             chunk = first.feed(event.text)
-                            if chunk.content or chunk.thinking:
+                            if first.kept is None:
+                                chunk.logprobs = event.logprobs
+                            if chunk:
                                 yield chunk
                             if first.kept is not None:
                                 break
@@ -388,7 +400,8 @@ class Inference:
                 async for event in events:
                     if isinstance(event, Token):
                         chunk = _parse(parser, event.text) if parser else Chunk(content=event.text)
-                        if chunk.content or chunk.thinking or chunk.tool_calls:
+                        chunk.logprobs = event.logprobs
+                        if chunk:
                             yield chunk
                     elif isinstance(event, Done):
                         if first is not None:
@@ -505,7 +518,7 @@ async def _finish(
 ) -> AsyncIterator[Chunk | Final]:
     if parser is not None:
         tail = _collect(parser.finish())
-        if tail.content or tail.thinking or tail.tool_calls:
+        if tail:
             yield tail
     final = _final(done, started, load_duration)
     metrics.record_generation(target.display, final.prompt_eval_count, final.eval_count)

@@ -126,6 +126,40 @@ async def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(runner: R
     assert (text, done.tokens) == (chain_text, chain_done.tokens)
 
 
+async def test_logprobs_come_with_the_text_of_their_tokens(runner: RunnerProcess) -> None:
+    request = Generate(prompt=POEM, options=GREEDY, num_predict=16, logprobs=True, top_logprobs=3)
+    tokens: list[Token] = []
+    with anyio.fail_after(300):
+        async with aclosing(runner.generate(request)) as events:
+            async for event in events:
+                if isinstance(event, Token):
+                    tokens.append(event)
+                else:
+                    done = event
+    logprobs = [entry for token in tokens for entry in token.logprobs]
+    assert len(logprobs) == done.metrics.eval_count == 16
+    assert "".join(entry.token for entry in logprobs) == "".join(token.text for token in tokens)
+    for entry in logprobs:
+        assert entry.logprob <= 0 and bytes(entry.bytes).decode() == entry.token
+        ranked = [alt.logprob for alt in entry.top_logprobs]
+        assert len(ranked) == 3 and ranked == sorted(ranked, reverse=True)
+        # Greedy picks the most likely token.
+        assert entry.top_logprobs[0].token == entry.token and entry.top_logprobs[0].logprob == entry.logprob
+        assert sum(math.exp(x) for x in ranked) <= 1 + 1e-6
+    # Without the option no logprobs travel; with a stop string, the stopped tokens are not reported.
+    plain, _ = await generate(runner, msgspec.structs.replace(request, logprobs=False))
+    assert plain == "".join(token.text for token in tokens)
+    stop = plain.split()[2]
+    stopped: list[Token] = []
+    async with aclosing(runner.generate(msgspec.structs.replace(request, stop=[stop]))) as events:
+        async for event in events:
+            if isinstance(event, Token):
+                stopped.append(event)
+    text = "".join(token.text for token in stopped)
+    assert text == plain[: plain.index(stop)]
+    assert "".join(entry.token for token in stopped for entry in token.logprobs).startswith(text)
+
+
 async def test_stop_strings_end_generation_and_are_not_emitted(runner: RunnerProcess) -> None:
     text, _ = await generate(runner, Generate(prompt=POEM, options=GREEDY, num_predict=32))
     words = text.split()

@@ -12,7 +12,19 @@ from ollama_core.runner.client import (
     RunnerProcess,
     RunnerRequestError,
 )
-from ollama_core.runner.protocol import Done, Embed, Embeddings, Generate, Load, Metrics, Options, Ready, Token
+from ollama_core.runner.protocol import (
+    Done,
+    Embed,
+    Embeddings,
+    Generate,
+    Load,
+    Logprob,
+    Metrics,
+    Options,
+    Ready,
+    Token,
+    TokenLogprob,
+)
 
 __all__ = [
     "Done",
@@ -20,6 +32,7 @@ __all__ = [
     "Embeddings",
     "Generate",
     "Load",
+    "Logprob",
     "Metrics",
     "Options",
     "Ready",
@@ -30,4 +43,5 @@ __all__ = [
     "RunnerProcess",
     "RunnerRequestError",
     "Token",
+    "TokenLogprob",
 ]

@@ -35,11 +35,13 @@ from ollama_core.runner.protocol import (
     Inspect,
     Inspection,
     Load,
+    Logprob,
     Metrics,
     Ready,
     Shutdown,
     Text,
     Token,
+    TokenLogprob,
     Tokenize,
     Tokens,
     ToRunner,
@@ -151,6 +153,7 @@ class _Sequence:
         "held",
         "id",
         "limit",
+        "logprobs",
         "media",
         "metrics",
         "n_done",
@@ -166,6 +169,8 @@ class _Sequence:
         "stops",
         "t_prompt",
         "t_start",
+        "temperature",
+        "top_logprobs",
     )
 
     def __init__(self, req: Generate, prompt: list[int], sampler: Sampler, n_keep: int, limit: int) -> None:
@@ -190,6 +195,9 @@ class _Sequence:
         self.t_prompt = 0
         self.return_context = req.return_context
         self.media: MediaPrompt | None = None
+        self.logprobs: list[Logprob] | None = [] if req.logprobs else None
+        self.top_logprobs = max(0, req.top_logprobs)
+        self.temperature = req.options.temperature
 
     def close(self) -> None:
         """Free the sampler and any media chunks."""
@@ -784,6 +792,8 @@ class Engine:
             if self._is_eog(token):
                 self._finish(seq, "stop")
                 continue
+            if seq.logprobs is not None:
+                seq.logprobs.append(self._logprob(seq, token))
             seq.generated.append(token)
             text = seq.decoder.decode(self._piece(token))
             if text and self._send_text(seq, text):
@@ -793,10 +803,41 @@ class Engine:
             else:
                 seq.pending = token
 
+    def _logprob(self, seq: _Sequence, token: int) -> Logprob:
+        """``token``'s log probability at the sequence's output, from the logits scaled by the
+        temperature as the sampler saw them, with the ``top_logprobs`` most likely tokens."""
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, seq.out_index), (self.n_vocab,))
+        logits = row.astype(np.float64)
+        if seq.temperature > 0:
+            logits /= seq.temperature
+        top = logits.max()
+        logprobs = logits - (top + np.log(np.exp(logits - top).sum()))
+        alternatives: list[TokenLogprob] = []
+        count = min(seq.top_logprobs, self.n_vocab)
+        if count:
+            best = np.argpartition(logprobs, -count)[-count:]
+            for other in best[np.argsort(-logprobs[best], kind="stable")]:
+                piece = self._piece(int(other))
+                alternatives.append(TokenLogprob(piece.decode("utf-8", "replace"), float(logprobs[other]), list(piece)))
+        piece = self._piece(token)
+        return Logprob(token=piece.decode("utf-8", "replace"), logprob=float(logprobs[token]), bytes=list(piece),
+                       top_logprobs=alternatives)
+
+    def _emit_text(self, seq: _Sequence, text: str) -> None:
+        """Send ``text`` with the log probabilities gathered since the last piece."""
+        logprobs = seq.logprobs
+        if not logprobs:
+            if text:
+                self._emit(Token(seq.id, text))
+            return
+        if text or logprobs:
+            self._emit(Token(seq.id, text, list(logprobs)))
+            logprobs.clear()
+
     def _send_text(self, seq: _Sequence, text: str) -> bool:
         """Stream ``text``, holding back what may start a stop sequence; True when a stop sequence matched."""
         if not seq.stops:
-            self._emit(Token(seq.id, text))
+            self._emit_text(seq, text)
             return False
         text = seq.held + text
         cut = -1
@@ -806,8 +847,9 @@ class Engine:
                 cut = at
         if cut >= 0:
             seq.held = ""
-            if cut:
-                self._emit(Token(seq.id, text[:cut]))
+            if seq.logprobs:
+                _drop_stopped(seq.logprobs, len(text), cut)
+            self._emit_text(seq, text[:cut])
             return True
         hold = 0
         for size in range(min(len(text), seq.stop_max - 1), 0, -1):
@@ -817,12 +859,13 @@ class Engine:
                 break
         seq.held = text[len(text) - hold :]
         if hold < len(text):
-            self._emit(Token(seq.id, text[: len(text) - hold]))
+            self._emit_text(seq, text[: len(text) - hold])
         return False
 
     def _finish(self, seq: _Sequence, reason: str, flush: bool = True) -> None:
-        if flush and seq.held:
-            self._emit(Token(seq.id, seq.held))
+        if flush:
+            held, seq.held = seq.held, ""
+            self._emit_text(seq, held)
         seq.held = ""
         metrics = seq.metrics
         if metrics.eval_count:
@@ -944,6 +987,17 @@ class Engine:
                 raise RequestFailed("the model produced no pooled embedding", "internal")
             vectors.append(ptr[:dim])
         return vectors
+
+
+def _drop_stopped(logprobs: list[Logprob], length: int, cut: int) -> None:
+    """Forget the tokens of ``logprobs``, the last of a text ``length`` characters long, that start
+    at or after ``cut``, where a stop sequence begins."""
+    start = length - sum(len(entry.token) for entry in logprobs)
+    keep = 0
+    while keep < len(logprobs) and start < cut:
+        start += len(logprobs[keep].token)
+        keep += 1
+    del logprobs[keep:]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

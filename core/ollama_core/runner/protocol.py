@@ -93,6 +93,8 @@ class Generate(msgspec.Struct, tag="generate", kw_only=True, omit_defaults=True)
     ``shift`` false ends generation with ``length`` when the window is full instead. With
     ``truncate`` false an over-long prompt is an error, otherwise its middle is dropped.
     ``return_context`` asks for the prompt and generated token ids in :class:`Done`.
+    ``logprobs`` asks for each generated token's log probability in the :class:`Token` frames,
+    with the ``top_logprobs`` most likely tokens at each position.
     """
 
     prompt: str | list[int]
@@ -109,6 +111,8 @@ class Generate(msgspec.Struct, tag="generate", kw_only=True, omit_defaults=True)
     truncate: bool = True
     return_context: bool = False
     media: list[Media] = []
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class Embed(msgspec.Struct, tag="embed", kw_only=True, omit_defaults=True):
@@ -178,11 +182,28 @@ class Ready(msgspec.Struct, tag="ready", kw_only=True):
     load_duration: int
 
 
-class Token(msgspec.Struct, tag="token"):
-    """A piece of generated text (one or more tokens, whole UTF-8 characters)."""
+class TokenLogprob(msgspec.Struct):
+    """A token's text, its natural-log probability and the bytes of its text (which may be part
+    of a UTF-8 character; ``token`` then holds a replacement character)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class Logprob(TokenLogprob):
+    """A generated token's :class:`TokenLogprob`, with the most likely tokens at its position."""
+
+    top_logprobs: list[TokenLogprob] = []
+
+
+class Token(msgspec.Struct, tag="token", omit_defaults=True):
+    """A piece of generated text (one or more tokens, whole UTF-8 characters), with the log
+    probabilities of the tokens it completes when the request asked for them."""
 
     id: int
     text: str
+    logprobs: list[Logprob] = []
 
 
 class Metrics(msgspec.Struct, kw_only=True):
