@@ -250,3 +250,29 @@ def _runner_pid(server: Server) -> int:
         if b"ollama_core.runner" in cmdline:
             return int(pid)
     raise AssertionError("no runner process")
+
+
+def test_logprobs_on_generate_and_chat(client: ollama.Client, smollm2: str) -> None:
+    parts = list(client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, stream=True,
+                                 logprobs=True, top_logprobs=2))
+    entries = [entry for part in parts for entry in part.logprobs or []]
+    assert len(entries) == parts[-1].eval_count == 12
+    assert "".join(e.token for e in entries) == "".join(p.response for p in parts)
+    for entry in entries:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].token == entry.token  # greedy
+    whole = client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, logprobs=True)
+    assert [(e.token, e.logprob) for e in whole.logprobs] == [(e.token, e.logprob) for e in entries]
+    assert all(not e.top_logprobs for e in whole.logprobs)
+    plain = client.generate(model=smollm2, prompt="Why is the sky blue?", options=FAST, top_logprobs=2)
+    assert plain.logprobs is None and plain.response == whole.response
+
+    reply = client.chat(model=smollm2, messages=[{"role": "user", "content": "Hi!"}], options=FAST, logprobs=True,
+                        top_logprobs=1)
+    assert "".join(e.token for e in reply.logprobs) == reply.message.content
+    # The end-of-generation token has no text and gets no entry.
+    assert len(reply.logprobs) == reply.eval_count - (reply.done_reason == "stop")
+
+    too_many = httpx.post(client._client.base_url.join("/api/chat"), timeout=60, json={
+        "model": smollm2, "messages": [{"role": "user", "content": "Hi!"}], "logprobs": True, "top_logprobs": 21})
+    assert too_many.status_code == 400 and too_many.json() == {"error": "top_logprobs must be between 0 and 20"}

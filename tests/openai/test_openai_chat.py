@@ -33,6 +33,27 @@ def test_chat_non_stream(v1: V1) -> None:
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_chat_logprobs(v1: V1) -> None:
+    reply = v1.client.chat.completions.create(model=v1.model, messages=USER, max_tokens=8, temperature=0,
+                                              logprobs=True, top_logprobs=3)
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert "".join(entry.token for entry in logprobs.content) == reply.choices[0].message.content
+    for entry in logprobs.content:
+        assert bytes(entry.bytes or []).decode() == entry.token and entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3 and entry.top_logprobs[0].token == entry.token
+    stream = v1.client.chat.completions.create(model=v1.model, messages=USER, max_tokens=8, temperature=0,
+                                               logprobs=True, stream=True)
+    streamed = [entry for chunk in stream if chunk.choices and chunk.choices[0].logprobs
+                for entry in chunk.choices[0].logprobs.content or []]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in logprobs.content]
+    plain = v1.client.chat.completions.create(model=v1.model, messages=USER, max_tokens=8, temperature=0)
+    assert plain.choices[0].logprobs is None
+    with pytest.raises(openai.BadRequestError, match="top_logprobs must be between 0 and 20"):
+        v1.client.chat.completions.create(model=v1.model, messages=USER, max_tokens=2, logprobs=True,
+                                          top_logprobs=21)
+
+
 def test_chat_stream_with_usage(v1: V1) -> None:
     stream = v1.client.chat.completions.create(
         model=v1.model, messages=USER, max_tokens=8, stream=True, stream_options={"include_usage": True}

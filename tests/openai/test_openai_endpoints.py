@@ -49,6 +49,25 @@ def test_completions_stream(v1: V1) -> None:
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
 
 
+def test_completions_logprobs(v1: V1) -> None:
+    reply = v1.client.completions.create(model=v1.model, prompt="Once upon a time", max_tokens=6, temperature=0,
+                                         logprobs=2, echo=True)
+    choice = reply.choices[0]
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.text_offset
+    assert choice.text == "Once upon a time" + "".join(logprobs.tokens)
+    assert [choice.text[o:o + len(t)] for o, t in zip(logprobs.text_offset, logprobs.tokens)] == logprobs.tokens
+    assert logprobs.top_logprobs is not None
+    for token, value, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs):
+        assert len(top) <= 2 and max(top.values()) == value == top[token]
+    chunks = list(v1.client.completions.create(model=v1.model, prompt="Once upon a time", max_tokens=6,
+                                               temperature=0, logprobs=0, stream=True))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.tokens or []]
+    assert streamed == logprobs.tokens
+    with pytest.raises(openai.BadRequestError, match="top_logprobs must be between 0 and 20"):
+        v1.client.completions.create(model=v1.model, prompt="Hi", max_tokens=2, logprobs=21)
+
+
 def test_embeddings_float_and_base64(v1: V1) -> None:
     floats = v1.client.embeddings.create(model=v1.model, input=["hello world", "goodbye"], encoding_format="float")
     assert floats.object == "list" and [d.index for d in floats.data] == [0, 1]

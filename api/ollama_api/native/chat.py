@@ -72,7 +72,8 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=options,
                                 keep_alive=keep_alive, parser=inference.parser(target, tools, think, rendered.text),
                                 format=fmt, think=think,
-                                shift=data.shift is not False, truncate=data.truncate is not False, media=media)
+                                shift=data.shift is not False, truncate=data.truncate is not False, media=media,
+                                logprobs=data.logprobs, top_logprobs=data.top_logprobs)
 
     def encode(event: Chunk | Final) -> ChatResponse:
         if isinstance(event, Final):
@@ -85,7 +86,8 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
             )
         message = ChatResponseMessage(role="assistant", content=event.content, thinking=event.thinking or None,
                                       tool_calls=tool_calls(event))
-        return ChatResponse(model=data.model, created_at=now(), message=message, done=False)
+        return ChatResponse(model=data.model, created_at=now(), message=message, done=False,
+                            logprobs=event.logprobs or None)
 
     def combine(seen: list[Chunk | Final]) -> ChatResponse:
         final = encode(seen[-1])
@@ -97,6 +99,7 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
             thinking="".join(c.thinking for c in chunks) or None,
             tool_calls=calls or None,
         )
+        final.logprobs = [entry for c in chunks for entry in c.logprobs] or None
         return final
 
     return await inference_response(events, stream=data.stream, encode=encode, combine=combine)

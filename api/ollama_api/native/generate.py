@@ -96,7 +96,8 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
     parser = None if data.raw else inference.parser(target, None, think, prompt)
     events = inference.generate(target, prompt, add_bos=add_bos, options=options, keep_alive=keep_alive,
                                 parser=parser, format=fmt, think=think and parser is not None, shift=data.shift is not False,
-                                truncate=data.truncate is not False, return_context=not data.raw, media=media)
+                                truncate=data.truncate is not False, return_context=not data.raw, media=media,
+                                logprobs=data.logprobs, top_logprobs=data.top_logprobs)
 
     def encode(event: Chunk | Final) -> GenerateResponse:
         if isinstance(event, Final):
@@ -107,7 +108,8 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
                 eval_count=event.eval_count, eval_duration=event.eval_duration,
             )
         return GenerateResponse(model=data.model, created_at=now(), response=event.content, done=False,
-                                thinking=event.thinking or None, tool_calls=tool_calls(event))
+                                thinking=event.thinking or None, tool_calls=tool_calls(event),
+                                logprobs=event.logprobs or None)
 
     def combine(events_seen: list[Chunk | Final]) -> GenerateResponse:
         final = encode(events_seen[-1])
@@ -116,6 +118,7 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
         final.thinking = "".join(c.thinking for c in chunks) or None
         calls = [call for c in chunks for call in (tool_calls(c) or [])]
         final.tool_calls = calls or None
+        final.logprobs = [entry for c in chunks for entry in c.logprobs] or None
         return final
 
     return await inference_response(events, stream=data.stream, encode=encode, combine=combine)

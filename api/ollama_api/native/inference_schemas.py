@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from ollama_api.native.schemas import ModelDetails
+from ollama_core.inference import Logprob
 
 KeepAlive = str | float | None
 Think = bool | str | None
@@ -100,6 +101,7 @@ class GenerateResponse(msgspec.Struct, omit_defaults=True):
     done_reason: str | None = None
     context: list[int] | None = None
     tool_calls: list[ToolCall] | None = None
+    logprobs: list[Logprob] | None = None
     total_duration: int | None = None
     load_duration: int | None = None
     prompt_eval_count: int | None = None
@@ -121,6 +123,7 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     message: ChatResponseMessage
     done: bool
     done_reason: str | None = None
+    logprobs: list[Logprob] | None = None
     total_duration: int | None = None
     load_duration: int | None = None
     prompt_eval_count: int | None = None

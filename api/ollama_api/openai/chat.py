@@ -12,6 +12,7 @@ import msgspec
 from litestar import post
 from litestar.response import Response
 
+from ollama_api.native.checks import check_top_logprobs
 from ollama_api.openai.errors import error_body
 from ollama_api.openai.generation import ChatJob, Events, collect, start_chat
 from ollama_api.openai.mapping import (
@@ -29,6 +30,7 @@ from ollama_api.openai.schemas import (
     ChatCompletionRequest,
     ChatMessageOut,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     Delta,
     ImageURLPart,
@@ -112,6 +114,7 @@ def chat_job(data: ChatCompletionRequest) -> ChatJob:
         plan = plan_tools(tools, None, data.tool_choice.function.name)
     else:
         plan = plan_tools(tools, data.tool_choice)
+    check_top_logprobs(data.top_logprobs or 0)
     effort = data.reasoning.effort if data.reasoning is not None and data.reasoning.effort else data.reasoning_effort
     options = runtime_options(
         options=data.options,
@@ -132,6 +135,8 @@ def chat_job(data: ChatCompletionRequest) -> ChatJob:
         think=think_from_effort(effort),
         format=format_from_response_format(data.response_format),
         keep_alive=data.keep_alive,
+        logprobs=bool(data.logprobs),
+        top_logprobs=data.top_logprobs or 0,
     )
 
 
@@ -143,7 +148,8 @@ def _usage(final: Final) -> Usage:
 @post("/chat/completions", status_code=200)
 async def chat_completions(data: ChatCompletionRequest, ctx: ServerContext) -> Response[Any]:
     """A chat completion; with ``stream`` a ``text/event-stream`` of chunks ending in ``[DONE]``."""
-    generation = await start_chat(ctx, chat_job(data))
+    job = chat_job(data)
+    generation = await start_chat(ctx, job)
     completion_id = f"chatcmpl-{random.randrange(999)}"
     created = int(time.time())
     if not data.stream:
@@ -159,7 +165,8 @@ async def chat_completions(data: ChatCompletionRequest, ctx: ServerContext) -> R
                 id=completion_id,
                 created=created,
                 model=data.model,
-                choices=[Choice(index=0, message=message, finish_reason=outcome.finish_reason)],
+                choices=[Choice(index=0, message=message, finish_reason=outcome.finish_reason,
+                                logprobs=ChoiceLogprobs(outcome.logprobs) if job.logprobs else None)],
                 usage=_usage(outcome.final),
             )
         )
@@ -183,14 +190,17 @@ async def chat_completions(data: ChatCompletionRequest, ctx: ServerContext) -> R
                         yield chunk([], _usage(event))
                     yield DONE
                     return
+                logprobs = ChoiceLogprobs(event.logprobs) if event.logprobs else None
+                answer = bool(event.content or event.tool_calls)
                 if event.thinking:
                     yield chunk([ChunkChoice(index=0, delta=Delta(role="assistant", content="",
-                                                                  reasoning=event.thinking))])
-                if event.content or event.tool_calls:
+                                                                  reasoning=event.thinking),
+                                             logprobs=None if answer else logprobs)])
+                if answer or (logprobs is not None and not event.thinking):
                     calls = tool_calls_out(event.tool_calls) or None
                     called = called or calls is not None
                     yield chunk([ChunkChoice(index=0, delta=Delta(role="assistant", content=event.content,
-                                                                  tool_calls=calls))])
+                                                                  tool_calls=calls), logprobs=logprobs)])
 
     return event_stream(frames(events), lambda exc: data_frame(error_body(exc.status, exc.message)))
 

@@ -15,17 +15,33 @@ from typing import Any
 from litestar import post
 from litestar.response import Response
 
+from ollama_api.native.checks import check_top_logprobs
 from ollama_api.openai.errors import error_body
 from ollama_api.openai.generation import Generation, collect, start_completion
 from ollama_api.openai.mapping import is_token_list, runtime_options
-from ollama_api.openai.schemas import Completion, CompletionChoice, CompletionRequest, Usage
+from ollama_api.openai.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from ollama_api.openai.sse import DONE, data_frame, event_stream, open_events
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Final
+from ollama_core.inference import Final, Logprob
 
 Prompt = str | list[int]
+
+
+def legacy_logprobs(entries: list[Logprob], offset: int) -> CompletionLogprobs:
+    """Log probabilities in the legacy completion shape; ``offset`` is where the first token's
+    text starts in the choice's text."""
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.token)
+    return CompletionLogprobs(
+        tokens=[entry.token for entry in entries],
+        token_logprobs=[entry.logprob for entry in entries],
+        top_logprobs=[{alt.token: alt.logprob for alt in entry.top_logprobs} for entry in entries],
+        text_offset=offsets,
+    )
 
 
 def prompts(value: str | list[Any]) -> list[Prompt]:
@@ -52,6 +68,7 @@ async def _echo(ctx: ServerContext, generation: Generation, prompt: Prompt) -> s
 async def completions(data: CompletionRequest, ctx: ServerContext) -> Response[Any]:
     """Complete each prompt; with ``stream`` a ``text/event-stream`` of chunks ending in ``[DONE]``."""
     items = prompts(data.prompt)
+    check_top_logprobs(data.logprobs or 0)
     options = runtime_options(
         options=data.options,
         num_ctx=data.num_ctx,
@@ -66,7 +83,7 @@ async def completions(data: CompletionRequest, ctx: ServerContext) -> Response[A
 
     def start(prompt: Prompt) -> Generation:
         return start_completion(ctx, data.model, prompt, options=options, keep_alive=data.keep_alive,
-                                suffix=data.suffix)
+                                suffix=data.suffix, top_logprobs=data.logprobs)
 
     completion_id = f"cmpl-{random.randrange(999)}"
     created = int(time.time())
@@ -84,8 +101,9 @@ async def completions(data: CompletionRequest, ctx: ServerContext) -> Response[A
             generation = start(prompt)
             outcome = await collect(generation.events)
             prefix = await _echo(ctx, generation, prompt) if data.echo else ""
+            logprobs = legacy_logprobs(outcome.logprobs, len(prefix)) if data.logprobs is not None else None
             choices.append(CompletionChoice(text=prefix + outcome.content, index=index,
-                                            finish_reason=outcome.final.done_reason))
+                                            finish_reason=outcome.final.done_reason, logprobs=logprobs))
             usage.prompt_tokens += outcome.final.prompt_eval_count
             usage.completion_tokens += outcome.final.eval_count
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
@@ -105,6 +123,7 @@ async def completions(data: CompletionRequest, ctx: ServerContext) -> Response[A
                 generation = start(prompt)
                 echo = await _echo(ctx, generation, prompt) if data.echo else ""
                 events = generation.events
+            offset = len(echo)
             async with aclosing(events):
                 if echo:
                     yield data_frame(completion([CompletionChoice(text=echo, index=index)]))
@@ -113,8 +132,11 @@ async def completions(data: CompletionRequest, ctx: ServerContext) -> Response[A
                         usage.prompt_tokens += event.prompt_eval_count
                         usage.completion_tokens += event.eval_count
                         choice = CompletionChoice(text="", index=index, finish_reason=event.done_reason)
-                    elif event.content:
+                    elif event.content or event.logprobs:
                         choice = CompletionChoice(text=event.content, index=index)
+                        if data.logprobs is not None:
+                            choice.logprobs = legacy_logprobs(event.logprobs, offset)
+                        offset += len(event.content)
                     else:
                         continue
                     yield data_frame(completion([choice]))

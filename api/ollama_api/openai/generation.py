@@ -17,7 +17,7 @@ from ollama_api.native.checks import check_think, require
 from ollama_api.openai.tool_choice import ToolPlan
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
+from ollama_core.inference import Chunk, Final, Logprob, Target, parse_keep_alive
 
 Events = AsyncGenerator[Chunk | Final, None]
 
@@ -39,6 +39,7 @@ class Outcome:
     thinking: str
     tool_calls: list[dict[str, Any]]
     final: Final
+    logprobs: list[Logprob]
 
     @property
     def finish_reason(self) -> str:
@@ -58,6 +59,8 @@ class ChatJob:
     format: str | dict[str, Any] | None = None
     keep_alive: str | float | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def _resolve(ctx: ServerContext, model: str) -> Target:
@@ -88,6 +91,8 @@ async def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
         think=think,
         truncate=job.truncate,
         media=media,
+        logprobs=job.logprobs,
+        top_logprobs=job.top_logprobs,
     )
     return Generation(target, options, events)
 
@@ -100,9 +105,11 @@ def start_completion(
     options: Mapping[str, Any],
     keep_alive: str | float | None,
     suffix: str | None = None,
+    top_logprobs: int | None = None,
 ) -> Generation:
     """Start a completion of ``prompt``: text goes through the model's template as ``/api/generate``
-    does without ``raw``; a token list is fed to the model as it is."""
+    does without ``raw``; a token list is fed to the model as it is. ``top_logprobs`` (not None)
+    asks for log probabilities with that many alternatives."""
     inference = ctx.inference
     target = _resolve(ctx, model)
     ttl = parse_keep_alive(keep_alive)
@@ -111,8 +118,10 @@ def start_completion(
         require(target, "insert", f"{target.model.name.full()} does not support insert")
     think = check_think(target, None)
     merged = inference.options(target, options)
+    logprobs, top = top_logprobs is not None, top_logprobs or 0
     if isinstance(prompt, list):
-        events = inference.generate(target, prompt, add_bos=False, options=merged, keep_alive=ttl, parser=None)
+        events = inference.generate(target, prompt, add_bos=False, options=merged, keep_alive=ttl, parser=None,
+                                    logprobs=logprobs, top_logprobs=top)
         return Generation(target, merged, events)
     messages: list[dict[str, Any]] = []
     if target.model.system:
@@ -121,7 +130,8 @@ def start_completion(
     messages.append({"role": "user", "content": prompt})
     rendered = inference.render(target, messages, tools=None, think=None if think else False, suffix=suffix)
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=merged, keep_alive=ttl,
-                                parser=inference.parser(target, None, think, rendered.text))
+                                parser=inference.parser(target, None, think, rendered.text),
+                                logprobs=logprobs, top_logprobs=top)
     return Generation(target, merged, events)
 
 
@@ -130,6 +140,7 @@ async def collect(events: Events) -> Outcome:
     content: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
+    logprobs: list[Logprob] = []
     final: Final | None = None
     async with aclosing(events):
         async for event in events:
@@ -139,6 +150,7 @@ async def collect(events: Events) -> Outcome:
                 content.append(event.content)
                 thinking.append(event.thinking)
                 calls.extend(event.tool_calls)
+                logprobs.extend(event.logprobs)
     if final is None:
         raise RequestError(500, "no response from the model")
-    return Outcome("".join(content), "".join(thinking), calls, final)
+    return Outcome("".join(content), "".join(thinking), calls, final, logprobs)

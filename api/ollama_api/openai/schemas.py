@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from ollama_core.inference import Logprob
+
 KeepAlive = str | float | None
 Stop = str | list[str] | None
 
@@ -190,10 +192,17 @@ class ChatMessageOut(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCallOut] | None = None
 
 
+class ChoiceLogprobs(msgspec.Struct):
+    """The log probabilities of a choice's content tokens."""
+
+    content: list[Logprob]
+
+
 class Choice(msgspec.Struct):
     index: int
     message: ChatMessageOut
     finish_reason: str | None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct):
@@ -219,6 +228,7 @@ class ChunkChoice(msgspec.Struct):
     index: int
     delta: Delta
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):
@@ -244,10 +254,21 @@ class CompletionRequest(GenerationRequest):
     best_of: int | None = None
 
 
+class CompletionLogprobs(msgspec.Struct):
+    """Legacy completion log probabilities: per token its text, log probability, the most likely
+    alternatives (text to log probability) and where its text starts in the choice's text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class CompletionChoice(msgspec.Struct):
     text: str
     index: int
     finish_reason: str | None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(msgspec.Struct):
