@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -29,7 +30,7 @@ def image_token_budget(path: str) -> int:
     """The most tokens one image may take (``clip.vision.image_max_tokens``), 0 when unrecorded."""
     from ollama_core.gguf import read_gguf
 
-    value = read_gguf(path).metadata.scalar("clip.vision.image_max_tokens")
+    value = read_gguf(Path(path)).metadata.scalar("clip.vision.image_max_tokens")
     return int(value) if isinstance(value, int) and value > 0 else 0
 
 
