@@ -70,7 +70,10 @@ def test_sixty_four_concurrent_clients(loaded_server: Server) -> None:
     done = [b for s, b in results if s == 200]
     busy = [b for s, b in results if s == 503]
     assert len(done) + len(busy) == CLIENTS
-    assert all(b["done"] and b["eval_count"] == 8 for b in done)
+    # Sampling is random, so a reply may end early at the end-of-generation token.
+    finished = [b for b in done if b.get("done") and (b.get("done_reason"), b.get("eval_count")) in
+                [("length", 8)] + [("stop", n) for n in range(1, 9)]]
+    assert finished == done
     assert all(b == {"error": QUEUE_FULL} for b in busy)
     assert len(done) >= 24
     after = rss(loaded_server.process.pid)
