@@ -87,7 +87,7 @@ def test_chat_messages_become_native_messages() -> None:
     }))
     system, user, assistant, tool = job.messages
     assert system == {"role": "system", "content": "Be brief."}
-    assert user == {"role": "user", "content": "a\n\nb", "images": ["AAAA"]}
+    assert user == {"role": "user", "content": "a\n\nb", "images": [b"\0\0\0"]}
     assert assistant["thinking"] == "hmm"
     assert assistant["tool_calls"] == [{"id": "call_1", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}}]
     assert tool == {"role": "tool", "content": "42", "tool_name": "f", "tool_call_id": "call_1"}

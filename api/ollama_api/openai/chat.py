@@ -71,7 +71,7 @@ def convert_message(message: Message, earlier: list[Message]) -> dict[str, Any]:
         item["content"] = content
     else:
         texts: list[str] = []
-        images: list[str] = []
+        images: list[bytes] = []
         for part in content:
             if isinstance(part, TextPart):
                 texts.append(part.text)

@@ -105,8 +105,8 @@ def format_from_response_format(value: ResponseFormat | None) -> str | dict[str,
     )
 
 
-def image_data(url: str) -> str:
-    """The base64 payload of an image data URI; remote URLs are refused."""
+def image_data(url: str) -> bytes:
+    """The decoded payload of an image data URI; remote URLs are refused."""
     if url.startswith(("http://", "https://")):
         raise RequestError(400, "image URLs are not currently supported, please use base64 encoded data instead")
     prefix = next((p for p in IMAGE_PREFIXES if url.startswith(p)), None)
@@ -115,13 +115,12 @@ def image_data(url: str) -> str:
     return base64_data(url[len(prefix) :])
 
 
-def base64_data(data: str) -> str:
-    """``data`` if it is valid base64, else 400."""
+def base64_data(data: str) -> bytes:
+    """``data`` decoded from base64, else 400."""
     try:
-        base64.b64decode(data, validate=True)
+        return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(400, "invalid message format") from None
-    return data
 
 
 def parse_arguments(arguments: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -73,12 +73,12 @@ from ollama_core.inference import Chunk, Final
 ROLES = {"developer": "system"}
 
 
-def _text(content: str | list[Any]) -> tuple[str, list[str]]:
+def _text(content: str | list[Any]) -> tuple[str, list[bytes]]:
     """The text and images of a message's content."""
     if isinstance(content, str):
         return content, []
     texts: list[str] = []
-    images: list[str] = []
+    images: list[bytes] = []
     for part in content:
         if isinstance(part, InputImage):
             if not part.image_url:
