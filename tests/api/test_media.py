@@ -147,6 +147,29 @@ def test_openai_image_and_audio_parts(server: Server, gemma4mm: str, reference: 
     assert reply.usage.prompt_tokens == len(cases["image"]["input_ids"]) + media_tokens(cases["audio"])
 
 
+def test_a_slot_reuses_its_cache_past_the_same_media(server: Server, gemma4mm: str, reference: dict[str, Any],
+                                                     media: dict[str, str]) -> None:
+    case = next(c for c in reference["prompts"] if c["modality"] == "image")
+    first = chat(server, gemma4mm, "What is this?", [media["image"]]).json()
+    assert first["prompt_eval_count"] == len(case["input_ids"])
+    again = chat(server, gemma4mm, "What is this?", [media["image"]]).json()
+    assert again["prompt_eval_count"] == 1, "only the last prompt token is evaluated again"
+    assert again["message"] == first["message"]
+    turn = {"role": "assistant", "content": first["message"]["content"]}
+    follow = {"model": gemma4mm, "stream": False, "think": False, "options": GREEDY_ONE, "messages": [
+        {"role": "user", "content": "What is this?", "images": [media["image"]]}, turn,
+        {"role": "user", "content": "And now?"}]}
+    cached = httpx.post(server.url + "/api/chat", json=follow, timeout=180).json()
+    assert cached["prompt_eval_count"] < 20, "the image is not evaluated again"
+    unload(server, gemma4mm)
+    fresh = httpx.post(server.url + "/api/chat", json=follow, timeout=180).json()
+    assert fresh["prompt_eval_count"] > len(case["input_ids"])
+    assert cached["message"] == fresh["message"]
+    # A different image at the same place is evaluated, not matched.
+    other = chat(server, gemma4mm, "What is this?", [media["audio"]], **FRESH).json()
+    assert other["prompt_eval_count"] > 30
+
+
 def test_media_and_text_requests_run_side_by_side(
     tmp_path_factory: pytest.TempPathFactory, media: dict[str, str], reference: dict[str, Any]
 ) -> None:

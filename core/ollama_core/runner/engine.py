@@ -47,7 +47,7 @@ from ollama_core.runner.protocol import (
     ToRunner,
 )
 from ollama_core.runner.inspect import inspect_pass
-from ollama_core.runner.multimodal import MEDIA_TOKEN, MediaPrompt, Projector, ProjectorError, image_token_budget
+from ollama_core.runner.multimodal import MediaPrompt, Projector, ProjectorError, image_token_budget, is_media
 from ollama_core.runner.sampling import GrammarError, Sampler, resolve_grammar
 
 log = logging.getLogger(__name__)
@@ -628,8 +628,8 @@ class Engine:
                 if best_score is None or score > best_score or (score == best_score and slot.last_used < best.last_used):
                     best, best_len, best_score = slot, n, score
             reuse = min(best_len, len(prompt) - 1)
-            if seq.media is not None and seq.media.parts:
-                reuse = min(reuse, seq.media.parts[0].start)
+            if seq.media is not None:
+                reuse = seq.media.resume(reuse)
             if reuse < len(best.cache):
                 if not llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, reuse, -1):
                     llama_cpp.llama_memory_seq_rm(self.mem, best.seq_id, -1, -1)
@@ -639,7 +639,7 @@ class Engine:
             seq.slot = best
             seq.n_done = reuse
             seq.metrics.prompt_cached = reuse
-            seq.sampler.feed_prompt([t for t in prompt if t != MEDIA_TOKEN] if seq.media is not None else prompt)
+            seq.sampler.feed_prompt([t for t in prompt if not is_media(t)] if seq.media is not None else prompt)
             seq.t_start = time.perf_counter_ns()
             self._active.append(seq)
 
@@ -872,7 +872,7 @@ class Engine:
             metrics.eval_duration = time.perf_counter_ns() - seq.t_prompt
         context = None
         if seq.return_context:
-            prompt = [t for t in seq.prompt if t != MEDIA_TOKEN] if seq.media is not None else seq.prompt
+            prompt = [t for t in seq.prompt if not is_media(t)] if seq.media is not None else seq.prompt
             context = prompt + seq.generated
         self._emit(Done(id=seq.id, done_reason=reason, metrics=metrics, tokens=seq.generated, context=context))  # type: ignore[arg-type]
         self._release(seq)

@@ -3,13 +3,15 @@
 A prompt with media is tokenized by mtmd into text chunks and media chunks. The engine prefills
 the text chunks in its shared batch like any prompt and evaluates each media chunk on its own
 (projector encode, then a decode into that sequence's KV cache) between batch steps. In token
-lists a media chunk stands as :data:`MEDIA_TOKEN` once per position it takes, a value no real
-token has, so cached prefixes never match across media.
+lists a media chunk stands as a negative id (see :func:`is_media`) once per position it takes,
+derived from the media's content and the chunk's place in it: no real token has it, and a slot
+that evaluated the same image at the same place matches it, so its cache is reused past it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,17 @@ import numpy as np
 
 from ollama_core.runner.protocol import Media
 
-MEDIA_TOKEN = -1
+
+
+def is_media(token: int) -> bool:
+    """Whether a position of a media prompt belongs to a media chunk."""
+    return token < 0
+
+
+def _media_token(media_id: bytes, ordinal: int) -> int:
+    """The negative id that stands for the ``ordinal``-th chunk of the media item ``media_id``."""
+    digest = hashlib.blake2b(media_id + ordinal.to_bytes(4, "little"), digest_size=8).digest()
+    return -1 - (int.from_bytes(digest, "little") >> 1)
 
 
 class ProjectorError(Exception):
@@ -45,7 +57,7 @@ class MediaChunk:
 
 
 class MediaPrompt:
-    """A tokenized media prompt: token ids with :data:`MEDIA_TOKEN` for media positions, and the chunks."""
+    """A tokenized media prompt: token ids with negative ids for media positions, and the chunks."""
 
     def __init__(self, chunks: Any, tokens: list[int], parts: list[MediaChunk]) -> None:
         self._chunks = chunks
@@ -58,6 +70,16 @@ class MediaPrompt:
         if self.next < len(self.parts):
             return self.parts[self.next].start
         return len(self.tokens)
+
+    def resume(self, cached: int) -> int:
+        """Take the first ``cached`` positions as evaluated, moved back to the start of a chunk they
+        would split; the chunks before that count as evaluated. Returns the positions taken."""
+        for part in self.parts:
+            if part.start < cached < part.start + part.n_pos:
+                cached = part.start
+                break
+        self.next = sum(1 for part in self.parts if part.start + part.n_pos <= cached)
+        return cached
 
     def pending(self, n_done: int) -> MediaChunk | None:
         """The media chunk to evaluate now, when the prompt has been evaluated up to its start."""
@@ -107,6 +129,8 @@ class Projector:
         try:
             for item in media:
                 bitmaps.append(self._bitmap(item))
+                digest = hashlib.blake2b(item.kind.encode() + b"\0" + item.data, digest_size=16).hexdigest()
+                mtmd.mtmd_bitmap_set_id(bitmaps[-1], digest.encode())
             encoded = text.encode()
             prompt = mtmd.mtmd_input_text(encoded, len(encoded), add_special, parse_special)
             array = (mtmd.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
@@ -149,6 +173,7 @@ class Projector:
         mtmd = self.mtmd
         tokens: list[int] = []
         parts: list[MediaChunk] = []
+        ordinals: dict[bytes, int] = {}
         for index in range(mtmd.mtmd_input_chunks_size(chunks)):
             chunk = mtmd.mtmd_input_chunks_get(chunks, index)
             if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
@@ -163,7 +188,9 @@ class Projector:
                 )
             n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
             parts.append(MediaChunk(start=len(tokens), n_pos=n_pos, n_tokens=n_tokens, handle=chunk))
-            tokens.extend([MEDIA_TOKEN] * n_pos)
+            media_id = mtmd.mtmd_input_chunk_get_id(chunk) or b""
+            ordinal = ordinals[media_id] = ordinals.get(media_id, -1) + 1
+            tokens.extend([_media_token(media_id, ordinal)] * n_pos)
         return MediaPrompt(chunks, tokens, parts)
 
     def evaluate(self, ctx: Any, chunk: MediaChunk, seq_id: int, n_batch: int, logits_last: bool) -> bool:
