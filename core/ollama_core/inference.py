@@ -116,6 +116,10 @@ def parse_keep_alive(value: str | float | int | bool | None) -> float | None:
         raise RequestError(400, str(exc)) from None
 
 
+MEDIA_ITEM_TOKENS = 768
+"""What an image or audio item counts for when a chat is fitted into the window (Ollama's figure)."""
+
+
 class Inference:
     """Runs generate, chat and embedding requests on runners managed by one :class:`Scheduler`."""
 
@@ -276,6 +280,47 @@ class Inference:
             return rendered
         return RenderedPrompt(text=mark_media(rendered.text, rendered.media), add_bos=rendered.add_bos,
                               media=rendered.media)
+
+    async def fit_chat(
+        self,
+        target: Target,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None,
+        think: bool | str | None,
+        options: Mapping[str, Any],
+    ) -> tuple[list[Mapping[str, Any]], RenderedPrompt]:
+        """The messages of a chat that fit the window, and their prompt, as Ollama truncates a chat:
+        the most recent messages whose prompt fits ``num_ctx``, every system message before them,
+        and the last message whatever its size. Each image or audio item counts as
+        :data:`MEDIA_ITEM_TOKENS` tokens. The prompt is tokenized (loading the model) only when
+        its length in bytes does not already show that it fits."""
+        num_ctx = int(options["num_ctx"])
+
+        def kept(start: int) -> list[Mapping[str, Any]]:
+            return [m for m in messages[:start] if m.get("role") == "system"] + list(messages[start:])
+
+        async def fitting(candidate: list[Mapping[str, Any]]) -> RenderedPrompt | None:
+            rendered = self.render(target, candidate, tools=tools, think=think)
+            media = MEDIA_ITEM_TOKENS * sum(len(m.get("images") or ()) for m in candidate)
+            if len(rendered.text.encode()) + 2 + media <= num_ctx:
+                return rendered
+            text = rendered.text.replace(MEDIA_MARKER, "")
+            return rendered if len(await self.tokenize(target, text, options)) + media <= num_ctx else None
+
+        whole = await fitting(list(messages))
+        if whole is not None or len(messages) < 2:
+            return list(messages), whole or self.render(target, messages, tools=tools, think=think)
+        low, high = 1, len(messages) - 1
+        while low < high:
+            middle = (low + high) // 2
+            if await fitting(kept(middle)) is not None:
+                high = middle
+            else:
+                low = middle + 1
+        final = kept(high)
+        log.debug("%s: %d of %d messages fit the %d-token window", target.display, len(final), len(messages), num_ctx)
+        return final, self.render(target, final, tools=tools, think=think)
 
     def audio_sample_rate(self, target: Target) -> int:
         """The sample rate the model's projector takes audio at (``clip.audio.sample_rate``, else 16 kHz)."""

@@ -276,3 +276,26 @@ def test_logprobs_on_generate_and_chat(client: ollama.Client, smollm2: str) -> N
     too_many = httpx.post(client._client.base_url.join("/api/chat"), timeout=60, json={
         "model": smollm2, "messages": [{"role": "user", "content": "Hi!"}], "logprobs": True, "top_logprobs": 21})
     assert too_many.status_code == 400 and too_many.json() == {"error": "top_logprobs must be between 0 and 20"}
+
+
+def test_a_long_chat_drops_its_oldest_messages(server: Server, client: ollama.Client, smollm2: str) -> None:
+    filler = "word " * 60
+    messages = [{"role": "system", "content": "You are terse."}]
+    for i in range(8):
+        messages += [{"role": "user", "content": f"Question {i}: {filler}"}, {"role": "assistant", "content": f"A{i}."}]
+    messages.append({"role": "user", "content": "Last question?"})
+    options = {"num_ctx": 256, "num_predict": 4, "temperature": 0}
+    body = {"model": smollm2, "messages": messages, "options": options}
+    text = httpx.post(server.url + "/api/chat", json={**body, "_debug_render_only": True},
+                      timeout=60).json()["_debug_info"]["rendered_template"]
+    assert "You are terse." in text and "Last question?" in text and "Question 7:" in text
+    assert "Question 0:" not in text
+    kept = [i for i in range(8) if f"Question {i}:" in text]
+    assert kept == list(range(kept[0], 8)), "the oldest messages go first"
+    tokens = httpx.post(server.url + "/api/tokenize", json={"model": smollm2, "content": text}, timeout=60).json()
+    assert 150 < len(tokens["tokens"]) <= 256
+    reply = client.chat(model=smollm2, messages=messages, options=options)
+    assert reply.done and reply.prompt_eval_count <= len(tokens["tokens"])
+    whole = httpx.post(server.url + "/api/chat", json={**body, "truncate": False, "_debug_render_only": True},
+                       timeout=60).json()["_debug_info"]["rendered_template"]
+    assert "Question 0:" in whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -62,9 +63,13 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
         item = msgspec.to_builtins(message)
         item["role"] = message.role.lower()
         messages.append(item)
-    chat_messages = conversation(target, messages)
+    chat_messages: Sequence[Mapping[str, Any]] = conversation(target, messages)
+    if data.truncate is not False:
+        chat_messages, rendered = await inference.fit_chat(target, chat_messages, tools=tools,
+                                                           think=data.think if think else False, options=options)
+    else:
+        rendered = inference.render(target, chat_messages, tools=tools, think=data.think if think else False)
     media = await inference.decode_media(target, chat_messages)
-    rendered = inference.render(target, chat_messages, tools=tools, think=data.think if think else False)
     if data.debug_render_only:
         return json_response(DebugRenderResponse(model=data.model, created_at=now(),
                                                  debug_info=DebugInfo(rendered_template=rendered.text,
