@@ -102,7 +102,7 @@ class RunnerProcess:
         self._encoder = FrameEncoder()
         self._decoder = FrameDecoder(FromRunner)
         self._pending: dict[int | None, deque[FromRunner]] = {}
-        self._read_lock = anyio.Lock()
+        self._read_lock = anyio.Lock(fast_acquire=True)
         self._send_lock = anyio.Lock()
         self._failure: RunnerError | None = None
         self._closing = False
