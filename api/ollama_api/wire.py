@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +38,20 @@ def format_time(moment: datetime) -> str:
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)
     return f"{base}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+_second: list[Any] = [-1, ""]
+
+
+def utc_now() -> str:
+    """The current UTC time as :func:`format_time` writes it, with nanoseconds as Ollama's are;
+    cheap enough to stamp every streamed chunk (the date part is formatted once a second)."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if seconds != _second[0]:
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    if not nanos:
+        return f"{_second[1]}Z"
+    return f"{_second[1]}.{nanos:09d}".rstrip("0") + "Z"
 
 
 def ndjson_line(value: Any) -> bytes:

@@ -299,3 +299,16 @@ def test_a_long_chat_drops_its_oldest_messages(server: Server, client: ollama.Cl
     whole = httpx.post(server.url + "/api/chat", json={**body, "truncate": False, "_debug_render_only": True},
                        timeout=60).json()["_debug_info"]["rendered_template"]
     assert "Question 0:" in whole
+
+
+def test_chunks_carry_utc_times_with_nanoseconds(client: ollama.Client, smollm2: str) -> None:
+    import re
+    from datetime import datetime, timezone
+
+    parts = list(client.generate(model=smollm2, prompt="Hi", options=FAST, stream=True))
+    stamps = [p.created_at or "" for p in parts]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", s) for s in stamps), stamps
+    padded = [s[:-1].ljust(29, "0") if "." in s else s[:-1] + ".000000000" for s in stamps]
+    assert padded == sorted(padded)
+    last = datetime.strptime(stamps[-1][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - last).total_seconds()) < 60

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import secrets
 import string
-from datetime import datetime, timezone
 from typing import Any
 
-from ollama_api.wire import format_time
+from ollama_api.wire import utc_now
 from ollama_core.errors import RequestError
 from ollama_core.inference import Target
 
@@ -17,7 +16,7 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 def now() -> str:
     """The current UTC time as responses carry it."""
-    return format_time(datetime.now(timezone.utc))
+    return utc_now()
 
 
 def check_think(target: Target, think: bool | str | None) -> bool:
