@@ -479,13 +479,13 @@ class Inference:
         )
 
     async def tokenize(self, target: Target, text: str, options: Mapping[str, Any]) -> list[int]:
-        """Token ids of ``text`` with the model's tokenizer (loads the model)."""
-        async with self.scheduler.acquire(self._load_request(target, options), None) as loaded:
+        """Token ids of ``text`` with the model's tokenizer (loads the model; needs no free slot)."""
+        async with self.scheduler.acquire(self._load_request(target, options), None, slot=False) as loaded:
             return await loaded.runner.tokenize(text)
 
     async def detokenize(self, target: Target, tokens: list[int], options: Mapping[str, Any]) -> str:
-        """Text of ``tokens`` (loads the model)."""
-        async with self.scheduler.acquire(self._load_request(target, options), None) as loaded:
+        """Text of ``tokens`` (loads the model; needs no free slot)."""
+        async with self.scheduler.acquire(self._load_request(target, options), None, slot=False) as loaded:
             return await loaded.runner.detokenize(tokens)
 
     async def shutdown(self) -> None:

@@ -119,11 +119,14 @@ class Scheduler:
         return [m for m in self._loaded.values() if m.request.name == name]
 
     @asynccontextmanager
-    async def acquire(self, request: LoadRequest, keep_alive: float | None) -> AsyncIterator[LoadedModel]:
+    async def acquire(
+        self, request: LoadRequest, keep_alive: float | None, *, slot: bool = True
+    ) -> AsyncIterator[LoadedModel]:
         """Hold one parallel slot of the model, loading it first if needed.
 
         ``keep_alive`` (seconds; ``inf`` forever; ``None`` keeps the model's current setting)
-        is applied when the slot is released.
+        is applied when the slot is released. Without ``slot`` the model is only kept loaded
+        meanwhile: for quick runner calls (tokenizing) that must not wait behind generations.
         """
         if self._pending >= self.max_queue:
             raise RequestError(503, QUEUE_FULL)
@@ -137,14 +140,16 @@ class Scheduler:
             raise
         try:
             try:
-                await model.slots.acquire()
+                if slot:
+                    await model.slots.acquire()
             finally:
                 self._pending -= 1
             try:
                 model.last_used = time.monotonic()
                 yield model
             finally:
-                model.slots.release()
+                if slot:
+                    model.slots.release()
         finally:
             model.in_flight -= 1
             if keep_alive is not None:

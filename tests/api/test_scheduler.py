@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,25 @@ def test_client_disconnect_cancels_the_sequence(busy_server: Server) -> None:
         model="small", prompt="Hi", options={"num_predict": 3, "temperature": 0}
     )
     assert reply.done and reply.eval_count == 3, "the one slot was freed when the first client left"
+
+
+@pytest.mark.timeout(120)
+def test_tokenizing_does_not_wait_for_the_busy_slot(busy_server: Server) -> None:
+    # A schema that needs 300 numbers cannot end before num_predict: the one slot stays busy for seconds.
+    schema = {"type": "array", "items": {"type": "integer"}, "minItems": 300}
+    body = {"model": "small", "prompt": "Count.", "format": schema, "options": {"temperature": 0, "num_predict": 300}}
+    with httpx.stream("POST", busy_server.url + "/api/generate", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(lines)
+        tokens = httpx.post(busy_server.url + "/api/tokenize", json={"model": "small", "content": "Hello world"},
+                            timeout=30).json()["tokens"]
+        text = httpx.post(busy_server.url + "/api/detokenize", json={"model": "small", "tokens": tokens},
+                          timeout=30).json()["content"]
+        answered = time.time()
+        final = json.loads(list(lines)[-1])
+    assert text == "Hello world"
+    finished = datetime.strptime(final["created_at"][:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    assert final["done"] and finished.timestamp() > answered, "answered while the generation still ran"
 
 
 @pytest.mark.timeout(180)

@@ -58,7 +58,7 @@ def prompts(value: str | list[Any]) -> list[Prompt]:
 
 
 async def _echo(ctx: ServerContext, generation: Generation, prompt: Prompt) -> str:
-    """The prompt as text; call it before the generation starts, since detokenizing needs a runner slot."""
+    """The prompt as text (a token prompt detokenized by the model)."""
     if isinstance(prompt, str):
         return prompt
     return await ctx.inference.detokenize(generation.target, prompt, generation.options)
