@@ -147,6 +147,7 @@ class Server(ABC):
         self.workdir = workdir
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.mode = Mode.SINGLE
         self.log_path = log_dir / f"{self.name}.log"
         self.log_path.unlink(missing_ok=True)
 
@@ -179,6 +180,7 @@ class Server(ABC):
 
     def start(self, mode: Mode) -> None:
         """Launch the process in its own process group, output appended to ``self.log_path``."""
+        self.mode = mode
         self.port = free_port()
         cmd, env = self.command(mode)
         with self.log_path.open("ab") as log:
@@ -304,7 +306,6 @@ class LlamaServer(Server):
         super().__init__(model, threads, workdir, log_dir)
         self.binary = binary
         self.repack = True
-        self.mode = Mode.SINGLE
 
     def command(self, mode: Mode) -> tuple[list[str], dict[str, str]]:
         cmd = [
@@ -317,10 +318,6 @@ class LlamaServer(Server):
         if mode is Mode.EMBED:
             cmd += ["--embedding", "--pooling", "mean"]
         return cmd, {}
-
-    def start(self, mode: Mode) -> None:
-        self.mode = mode
-        super().start(mode)
 
     async def wait_ready(self, client: httpx.AsyncClient) -> None:
         """As ours does, start once more without repacked weights if a kernel faults at warm-up
@@ -370,7 +367,6 @@ class LlamaCppPython(Server):
         super().__init__(model, threads, workdir, log_dir)
         self.python = python
         self.repack = True
-        self.mode = Mode.SINGLE
 
     def command(self, mode: Mode) -> tuple[list[str], dict[str, str]]:
         launch = ["-m", "llama_cpp.server"] if self.repack else ["-c", NO_REPACK_LAUNCHER]
@@ -383,10 +379,6 @@ class LlamaCppPython(Server):
         if mode is Mode.EMBED:
             cmd += ["--embedding", "true"]
         return cmd, {}
-
-    def start(self, mode: Mode) -> None:
-        self.mode = mode
-        super().start(mode)
 
     async def prepare(self, client: httpx.AsyncClient) -> None:
         """Run a request of several tokens; if a kernel faults on it (llama.cpp's AMX kernels do on

@@ -281,7 +281,7 @@ class Inference:
         return RenderedPrompt(text=mark_media(rendered.text, rendered.media), add_bos=rendered.add_bos,
                               media=rendered.media)
 
-    async def fit_chat(
+    async def render_chat(
         self,
         target: Target,
         messages: Sequence[Mapping[str, Any]],
@@ -289,38 +289,43 @@ class Inference:
         tools: Sequence[Mapping[str, Any]] | None,
         think: bool | str | None,
         options: Mapping[str, Any],
+        truncate: bool,
     ) -> tuple[list[Mapping[str, Any]], RenderedPrompt]:
-        """The messages of a chat that fit the window, and their prompt, as Ollama truncates a chat:
-        the most recent messages whose prompt fits ``num_ctx``, every system message before them,
-        and the last message whatever its size. Each image or audio item counts as
-        :data:`MEDIA_ITEM_TOKENS` tokens. The prompt is tokenized (loading the model) only when
-        its length in bytes does not already show that it fits."""
+        """The messages of a chat that go to the model, and their prompt. With ``truncate``, as
+        Ollama truncates a chat: the most recent messages whose prompt fits ``num_ctx``, every
+        system message before them, and the last message whatever its size. Each image or audio
+        item counts as :data:`MEDIA_ITEM_TOKENS` tokens. A prompt is tokenized (loading the model)
+        only when its length in bytes does not already show that it fits."""
         num_ctx = int(options["num_ctx"])
+        rendered: dict[int, RenderedPrompt] = {}
 
         def kept(start: int) -> list[Mapping[str, Any]]:
             return [m for m in messages[:start] if m.get("role") == "system"] + list(messages[start:])
 
-        async def fitting(candidate: list[Mapping[str, Any]]) -> RenderedPrompt | None:
-            rendered = self.render(target, candidate, tools=tools, think=think)
-            media = MEDIA_ITEM_TOKENS * sum(len(m.get("images") or ()) for m in candidate)
-            if len(rendered.text.encode()) + 2 + media <= num_ctx:
-                return rendered
-            text = rendered.text.replace(MEDIA_MARKER, "")
-            return rendered if len(await self.tokenize(target, text, options)) + media <= num_ctx else None
+        def render(start: int) -> RenderedPrompt:
+            if start not in rendered:
+                rendered[start] = self.render(target, kept(start), tools=tools, think=think)
+            return rendered[start]
 
-        whole = await fitting(list(messages))
-        if whole is not None or len(messages) < 2:
-            return list(messages), whole or self.render(target, messages, tools=tools, think=think)
+        async def fits(start: int) -> bool:
+            text = render(start).text
+            media = MEDIA_ITEM_TOKENS * sum(len(m.get("images") or ()) for m in kept(start))
+            if len(text.encode()) + 2 + media <= num_ctx:
+                return True
+            return len(await self.tokenize(target, text.replace(MEDIA_MARKER, ""), options)) + media <= num_ctx
+
+        if not truncate or len(messages) < 2 or await fits(0):
+            return list(messages), render(0)
         low, high = 1, len(messages) - 1
         while low < high:
             middle = (low + high) // 2
-            if await fitting(kept(middle)) is not None:
+            if await fits(middle):
                 high = middle
             else:
                 low = middle + 1
-        final = kept(high)
-        log.debug("%s: %d of %d messages fit the %d-token window", target.display, len(final), len(messages), num_ctx)
-        return final, self.render(target, final, tools=tools, think=think)
+        log.debug("%s: %d of %d messages fit the %d-token window", target.display, len(kept(high)), len(messages),
+                  num_ctx)
+        return kept(high), render(high)
 
     def audio_sample_rate(self, target: Target) -> int:
         """The sample rate the model's projector takes audio at (``clip.audio.sample_rate``, else 16 kHz)."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 from litestar import post
 from litestar.response import Response
 
-from ollama_api.native.checks import check_format, check_think, check_top_logprobs, now, require
+from ollama_api.native.checks import check_format, check_think, check_top_logprobs, require
 from ollama_api.native.generate import tool_calls
 from ollama_api.native.inference_schemas import (
     ChatRequest,
@@ -18,7 +17,7 @@ from ollama_api.native.inference_schemas import (
     DebugInfo,
     DebugRenderResponse,
 )
-from ollama_api.wire import inference_response, json_response
+from ollama_api.wire import inference_response, json_response, utc_now
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
@@ -47,10 +46,10 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
         empty = ChatResponseMessage(role="assistant", content="")
         if keep_alive == 0:
             await inference.unload(target)
-            return json_response(ChatResponse(model=data.model, created_at=now(), message=empty, done=True,
+            return json_response(ChatResponse(model=data.model, created_at=utc_now(), message=empty, done=True,
                                               done_reason="unload"))
         await inference.load(target, inference.options(target, data.options), keep_alive)
-        return json_response(ChatResponse(model=data.model, created_at=now(), message=empty, done=True,
+        return json_response(ChatResponse(model=data.model, created_at=utc_now(), message=empty, done=True,
                                           done_reason="load"))
     require(target, "completion", f'"{data.model}" does not support chat')
     tools = [msgspec.to_builtins(t) for t in data.tools] if data.tools else None
@@ -63,15 +62,12 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
         item = msgspec.to_builtins(message)
         item["role"] = message.role.lower()
         messages.append(item)
-    chat_messages: Sequence[Mapping[str, Any]] = conversation(target, messages)
-    if data.truncate is not False:
-        chat_messages, rendered = await inference.fit_chat(target, chat_messages, tools=tools,
-                                                           think=data.think if think else False, options=options)
-    else:
-        rendered = inference.render(target, chat_messages, tools=tools, think=data.think if think else False)
+    chat_messages, rendered = await inference.render_chat(target, conversation(target, messages), tools=tools,
+                                                          think=data.think if think else False, options=options,
+                                                          truncate=data.truncate is not False)
     media = await inference.decode_media(target, chat_messages)
     if data.debug_render_only:
-        return json_response(DebugRenderResponse(model=data.model, created_at=now(),
+        return json_response(DebugRenderResponse(model=data.model, created_at=utc_now(),
                                                  debug_info=DebugInfo(rendered_template=rendered.text,
                                                                       image_count=len(media))))
     events = inference.generate(target, rendered.text, add_bos=rendered.add_bos, options=options,
@@ -83,7 +79,7 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
     def encode(event: Chunk | Final) -> ChatResponse:
         if isinstance(event, Final):
             return ChatResponse(
-                model=data.model, created_at=now(), message=ChatResponseMessage(role="assistant", content=""),
+                model=data.model, created_at=utc_now(), message=ChatResponseMessage(role="assistant", content=""),
                 done=True, done_reason=event.done_reason, total_duration=event.total_duration,
                 load_duration=event.load_duration, prompt_eval_count=event.prompt_eval_count,
                 prompt_eval_duration=event.prompt_eval_duration, eval_count=event.eval_count,
@@ -91,7 +87,7 @@ async def chat(data: ChatRequest, ctx: ServerContext) -> Response[Any]:
             )
         message = ChatResponseMessage(role="assistant", content=event.content, thinking=event.thinking or None,
                                       tool_calls=tool_calls(event))
-        return ChatResponse(model=data.model, created_at=now(), message=message, done=False,
+        return ChatResponse(model=data.model, created_at=utc_now(), message=message, done=False,
                             logprobs=event.logprobs or None)
 
     def combine(seen: list[Chunk | Final]) -> ChatResponse:

@@ -6,17 +6,11 @@ import secrets
 import string
 from typing import Any
 
-from ollama_api.wire import utc_now
 from ollama_core.errors import RequestError
 from ollama_core.inference import Target
 
 THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def now() -> str:
-    """The current UTC time as responses carry it."""
-    return utc_now()
 
 
 def check_think(target: Target, think: bool | str | None) -> bool:

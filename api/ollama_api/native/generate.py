@@ -7,7 +7,7 @@ from typing import Any
 from litestar import post
 from litestar.response import Response
 
-from ollama_api.native.checks import check_format, check_think, check_top_logprobs, now, require, tool_call_id
+from ollama_api.native.checks import check_format, check_think, check_top_logprobs, require, tool_call_id
 from ollama_api.native.inference_schemas import (
     DebugInfo,
     DebugRenderResponse,
@@ -16,7 +16,7 @@ from ollama_api.native.inference_schemas import (
     ToolCall,
     ToolCallFunction,
 )
-from ollama_api.wire import inference_response, json_response
+from ollama_api.wire import inference_response, json_response, utc_now
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
 from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
@@ -64,14 +64,14 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
     keep_alive = parse_keep_alive(data.keep_alive)
     fmt = check_format(data.format)
     check_top_logprobs(data.top_logprobs)
-    created = now()
+    created = utc_now()
     if not data.prompt and not data.suffix and not data.images:
         if keep_alive == 0:
             await inference.unload(target)
             return json_response(GenerateResponse(model=data.model, created_at=created, response="", done=True,
                                                   done_reason="unload"))
         await inference.load(target, inference.options(target, data.options), keep_alive)
-        return json_response(GenerateResponse(model=data.model, created_at=now(), response="", done=True,
+        return json_response(GenerateResponse(model=data.model, created_at=utc_now(), response="", done=True,
                                               done_reason="load"))
     require(target, "completion", f'"{data.model}" does not support generate')
     if data.suffix:
@@ -102,12 +102,12 @@ async def generate(data: GenerateRequest, ctx: ServerContext) -> Response[Any]:
     def encode(event: Chunk | Final) -> GenerateResponse:
         if isinstance(event, Final):
             return GenerateResponse(
-                model=data.model, created_at=now(), response="", done=True, done_reason=event.done_reason,
+                model=data.model, created_at=utc_now(), response="", done=True, done_reason=event.done_reason,
                 context=event.context, total_duration=event.total_duration, load_duration=event.load_duration,
                 prompt_eval_count=event.prompt_eval_count, prompt_eval_duration=event.prompt_eval_duration,
                 eval_count=event.eval_count, eval_duration=event.eval_duration,
             )
-        return GenerateResponse(model=data.model, created_at=now(), response=event.content, done=False,
+        return GenerateResponse(model=data.model, created_at=utc_now(), response=event.content, done=False,
                                 thinking=event.thinking or None, tool_calls=tool_calls(event),
                                 logprobs=event.logprobs or None)
 

@@ -190,17 +190,18 @@ async def chat_completions(data: ChatCompletionRequest, ctx: ServerContext) -> R
                         yield chunk([], _usage(event))
                     yield DONE
                     return
-                logprobs = ChoiceLogprobs(event.logprobs) if event.logprobs else None
-                answer = bool(event.content or event.tool_calls)
+                deltas = []
                 if event.thinking:
-                    yield chunk([ChunkChoice(index=0, delta=Delta(role="assistant", content="",
-                                                                  reasoning=event.thinking),
-                                             logprobs=None if answer else logprobs)])
-                if answer or (logprobs is not None and not event.thinking):
+                    deltas.append(Delta(role="assistant", content="", reasoning=event.thinking))
+                if event.content or event.tool_calls or not deltas:
                     calls = tool_calls_out(event.tool_calls) or None
                     called = called or calls is not None
-                    yield chunk([ChunkChoice(index=0, delta=Delta(role="assistant", content=event.content,
-                                                                  tool_calls=calls), logprobs=logprobs)])
+                    deltas.append(Delta(role="assistant", content=event.content, tool_calls=calls))
+                # The event's log probabilities go with its last chunk.
+                logprobs = ChoiceLogprobs(event.logprobs) if event.logprobs else None
+                for i, delta in enumerate(deltas):
+                    last = i == len(deltas) - 1
+                    yield chunk([ChunkChoice(index=0, delta=delta, logprobs=logprobs if last else None)])
 
     return event_stream(frames(events), lambda exc: data_frame(error_body(exc.status, exc.message)))
 

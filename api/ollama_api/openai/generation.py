@@ -7,7 +7,7 @@ models, Modelfile MESSAGEs and SYSTEM join the conversation. A completion follow
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -80,12 +80,9 @@ async def start_chat(ctx: ServerContext, job: ChatJob) -> Generation:
         require(target, "tools", f"{target.model.name.full()} does not support tools")
     think = check_think(target, job.think)
     options = inference.options(target, job.options)
-    messages: Sequence[Mapping[str, Any]] = conversation(target, job.messages)
-    if job.truncate:
-        messages, rendered = await inference.fit_chat(target, messages, tools=tools,
-                                                      think=job.think if think else False, options=options)
-    else:
-        rendered = inference.render(target, messages, tools=tools, think=job.think if think else False)
+    messages, rendered = await inference.render_chat(target, conversation(target, job.messages), tools=tools,
+                                                     think=job.think if think else False, options=options,
+                                                     truncate=job.truncate)
     media = await inference.decode_media(target, messages)
     grammar = inference.tool_grammar(target, job.tools.forced) if job.tools.forced else None
     events = inference.generate(

@@ -826,13 +826,11 @@ class Engine:
     def _emit_text(self, seq: _Sequence, text: str) -> None:
         """Send ``text`` with the log probabilities gathered since the last piece."""
         logprobs = seq.logprobs
-        if not logprobs:
-            if text:
-                self._emit(Token(seq.id, text))
-            return
-        if text or logprobs:
+        if logprobs:
             self._emit(Token(seq.id, text, list(logprobs)))
             logprobs.clear()
+        elif text:
+            self._emit(Token(seq.id, text))
 
     def _send_text(self, seq: _Sequence, text: str) -> bool:
         """Stream ``text``, holding back what may start a stop sequence; True when a stop sequence matched."""
@@ -863,10 +861,9 @@ class Engine:
         return False
 
     def _finish(self, seq: _Sequence, reason: str, flush: bool = True) -> None:
+        held, seq.held = seq.held, ""
         if flush:
-            held, seq.held = seq.held, ""
             self._emit_text(seq, held)
-        seq.held = ""
         metrics = seq.metrics
         if metrics.eval_count:
             metrics.eval_duration = time.perf_counter_ns() - seq.t_prompt

@@ -22,7 +22,6 @@ import numpy as np
 from ollama_core.runner.protocol import Media
 
 
-
 def is_media(token: int) -> bool:
     """Whether a position of a media prompt belongs to a media chunk."""
     return token < 0
