@@ -228,6 +228,28 @@ async def test_cancel_frees_the_slot(runner: RunnerProcess) -> None:
                 assert isinstance(await anext(stream), Token)
 
 
+async def test_a_new_request_fills_the_gap_between_busy_slots(smollm2_gguf: Path) -> None:
+    # llama.cpp decodes consecutive slots in one micro-batch and each gap costs another, so a
+    # request goes to the slot between two busy ones rather than one past them, even when that
+    # slot discards a longer cache.
+    runner = await RunnerProcess.start(Load(model_path=str(smollm2_gguf), num_ctx=512, num_parallel=4))
+    questions = ["Sing.", "Sing a long song about the sea, the wind, the harbour and the ships.", "Sing.", "Hum."]
+    streams = [runner.generate(Generate(prompt=chat(q), grammar=ENDLESS, num_predict=5000)) for q in questions]
+    try:
+        async with AsyncExitStack() as stack:
+            for stream in streams:
+                await stack.enter_async_context(aclosing(stream))
+            with anyio.fail_after(300):
+                for stream in streams:
+                    assert isinstance(await anext(stream), Token)
+                await streams[1].aclose()
+                await streams[3].aclose()
+                _, done = await generate(runner, Generate(prompt=chat("Name a colour."), options=GREEDY, num_predict=2))
+        assert done.metrics.slot == 1
+    finally:
+        await runner.close()
+
+
 async def test_prompt_prefix_is_reused(runner: RunnerProcess) -> None:
     prefix = "<|im_start|>system\nYou are a helpful assistant who answers briefly and precisely.<|im_end|>\n"
     first_prompt = prefix + chat("Name a colour.")

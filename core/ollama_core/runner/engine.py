@@ -9,6 +9,7 @@ batch steps (see :mod:`ollama_core.runner.multimodal`).
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import ctypes
 import logging
@@ -66,6 +67,9 @@ MAX_EMBED_SEQS = 64
 REUSE_WEIGHT = 10
 """How many cached tokens a reused prompt token is worth when choosing a slot: a request takes the free
 slot that saves the most prompt work without discarding much more of another conversation's cache."""
+SPLIT_PENALTY = 256 * REUSE_WEIGHT
+"""What a slot choice that makes decode steps take one more llama.cpp micro-batch costs, in the units
+of ``REUSE_WEIGHT``: as much as reusing 256 prompt tokens saves (see :meth:`Engine._admit`)."""
 
 
 class LoadError(Exception):
@@ -218,7 +222,7 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._waiting: deque[_Sequence] = deque()
-        self._active: list[_Sequence] = []
+        self._active: list[_Sequence] = []  # in slot order
         self._tick = 0
         self._loras: list[Any] = []
         self.ctx: Any = None
@@ -345,11 +349,12 @@ class Engine:
         image_tokens = image_token_budget(load.projector_path) if load.projector_path else 0
         # An image's tokens are decoded non-causally, so they must fit in one ubatch.
         params.n_batch = params.n_ubatch = max(n_batch, min(image_tokens, num_ctx * parallel))
-        # One KV buffer shared by all sequences: llama.cpp then decodes every sequence of a batch
-        # in one ubatch. With a buffer per sequence it splits a batch into one ubatch per run of
-        # consecutive sequence ids with equal token counts, which serialises continuous batching.
-        # Each slot still stops at num_ctx, so the num_ctx * parallel cells always suffice.
-        params.kv_unified = True
+        # A KV stream of num_ctx cells per slot, as llama-server and Ollama use: each sequence
+        # attends over its own cells only, where a shared buffer makes every sequence scan the
+        # cells of all of them. llama.cpp decodes a batch in one micro-batch only while its
+        # sequences have consecutive ids, in order: the batch is built in slot order and
+        # _admit prefers slots that keep the busy ones consecutive.
+        params.kv_unified = False
         ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not ctx:
             raise LoadError("unable to create the llama context (out of memory?)")
@@ -614,17 +619,20 @@ class Engine:
                 return
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots, reusing cached prompt prefixes (see ``REUSE_WEIGHT``)."""
+        """Move waiting requests into free slots. A request takes the slot that reuses the most of
+        its prompt's cached prefix (see ``REUSE_WEIGHT``), less ``SPLIT_PENALTY`` for each
+        micro-batch the busy slots' decode steps would then take; ties go to the least recently used."""
         while self._waiting:
             free = [slot for slot in self.slots if slot.seq is None]
             if not free:
                 return
             seq = self._waiting.popleft()
             prompt = seq.prompt
+            busy = {s.slot.seq_id for s in self._active if s.slot is not None}
             best, best_len, best_score = free[0], 0, None
             for slot in free:
                 n = _common_prefix(slot.cache, prompt)
-                score = REUSE_WEIGHT * n - (len(slot.cache) - n)
+                score = REUSE_WEIGHT * n - (len(slot.cache) - n) - SPLIT_PENALTY * _runs(busy | {slot.seq_id})
                 if best_score is None or score > best_score or (score == best_score and slot.last_used < best.last_used):
                     best, best_len, best_score = slot, n, score
             reuse = min(best_len, len(prompt) - 1)
@@ -639,9 +647,10 @@ class Engine:
             seq.slot = best
             seq.n_done = reuse
             seq.metrics.prompt_cached = reuse
+            seq.metrics.slot = best.seq_id
             seq.sampler.feed_prompt([t for t in prompt if not is_media(t)] if seq.media is not None else prompt)
             seq.t_start = time.perf_counter_ns()
-            self._active.append(seq)
+            bisect.insort(self._active, seq, key=_slot_order)
 
     def _make_room(self) -> None:
         """Shift (or end) sequences whose next token would not fit their window."""
@@ -665,38 +674,35 @@ class Engine:
             seq.metrics.context_shifts += 1
 
     def _build(self, limit: int) -> tuple[int, list[_Sequence], list[tuple[_Sequence, int, int]]]:
-        """Fill the batch: one token per generating sequence, then prompt chunks, at most ``limit`` tokens."""
+        """Fill the batch with at most ``limit`` tokens, in slot order: the next token of each
+        generating sequence, and prompt chunks in the room those leave."""
         batch = self._batch
         token, pos, seq_ids, logits = batch.token, batch.pos, batch.seq, batch.logits
+        active = self._active
+        room = limit - sum(1 for seq in active if seq.pending is not None)
         n = 0
         decoding: list[_Sequence] = []
-        for seq in self._active:
-            if seq.pending is None:
-                continue
-            if n >= limit:
-                break
-            slot = seq.slot
-            assert slot is not None
-            token[n] = seq.pending
-            pos[n] = len(slot.cache)
-            seq_ids[n] = slot.seq_id
-            logits[n] = 1
-            seq.out_index = n
-            decoding.append(seq)
-            n += 1
         prefilling: list[tuple[_Sequence, int, int]] = []
-        for seq in self._active:
+        for seq in active:
             if n >= limit:
                 break
-            if seq.pending is not None or seq.n_done >= len(seq.prompt):
-                continue
             slot = seq.slot
             assert slot is not None
+            if seq.pending is not None:
+                token[n] = seq.pending
+                pos[n] = len(slot.cache)
+                seq_ids[n] = slot.seq_id
+                logits[n] = 1
+                seq.out_index = n
+                decoding.append(seq)
+                n += 1
+                continue
             start = seq.n_done
             stop = seq.media.text_end() if seq.media is not None else len(seq.prompt)
-            if stop == start:
+            if room <= 0 or stop <= start:
                 continue
-            end = min(stop, start + limit - n)
+            end = min(stop, start + room)
+            room -= end - start
             batch.add_run(n, seq.prompt[start:end], start, slot.seq_id, False)
             n += end - start
             if end == len(seq.prompt):
@@ -995,6 +1001,17 @@ def _drop_stopped(logprobs: list[Logprob], length: int, cut: int) -> None:
         start += len(logprobs[keep].token)
         keep += 1
     del logprobs[keep:]
+
+
+def _slot_order(seq: _Sequence) -> int:
+    """Where ``seq`` goes in the active list, which is kept in slot order."""
+    assert seq.slot is not None
+    return seq.slot.seq_id
+
+
+def _runs(ids: set[int]) -> int:
+    """How many runs of consecutive numbers ``ids`` holds: the micro-batches a decode step takes."""
+    return sum(1 for i in ids if i - 1 not in ids)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -211,7 +211,8 @@ class Metrics(msgspec.Struct, kw_only=True):
 
     ``prompt_eval_count`` counts prompt tokens evaluated; ``prompt_cached`` counts prompt tokens
     reused from the slot's cache. ``max_batch_seqs`` is the most sequences that shared one
-    ``llama_decode`` with this request; ``context_shifts`` how often its window was shifted.
+    ``llama_decode`` with this request; ``context_shifts`` how often its window was shifted;
+    ``slot`` the slot (llama.cpp sequence id) that served it.
     """
 
     prompt_eval_count: int = 0
@@ -222,6 +223,7 @@ class Metrics(msgspec.Struct, kw_only=True):
     prompt_truncated: bool = False
     max_batch_seqs: int = 0
     context_shifts: int = 0
+    slot: int = -1
 
 
 class Done(msgspec.Struct, tag="done", kw_only=True):
