@@ -365,6 +365,35 @@ async def test_killed_runner_fails_waiting_requests(smollm2_gguf: Path) -> None:
         await proc.close()
 
 
+FAKE_RUNNER = """
+import socket, sys, time
+from ollama_core.runner.protocol import FrameEncoder, Ready
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[sys.argv.index("--socket") + 1])
+sock.recv(1 << 16)
+sock.sendall(FrameEncoder().encode(Ready(n_ctx=512, n_ctx_train=512, n_embd=8, n_vocab=8, num_parallel=1,
+    n_threads=1, bos=1, eos=2, add_bos=False, embedding_only=False, pooling=None, gpu_offload=False, load_duration=1)))
+sock.recv(1 << 16)
+sock.sendall(b"\\x00\\x00\\x00\\x03abc")
+time.sleep(60)
+"""
+
+
+async def test_a_runner_that_sends_a_malformed_frame_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "fake_runner.py"
+    script.write_text(FAKE_RUNNER)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    python.chmod(0o755)
+    proc = await RunnerProcess.start(Load(model_path="unused.gguf", num_ctx=512), python=str(python))
+    try:
+        with anyio.fail_after(30), pytest.raises(RunnerCrashedError, match="malformed frame"):
+            await generate(proc, Generate(prompt="hello", num_predict=4))
+        assert not proc.alive and proc.returncode is not None
+    finally:
+        await proc.close()
+
+
 async def test_load_failures_are_reported(tmp_path: Path) -> None:
     with pytest.raises(RunnerLoadError, match="model file not found"):
         await RunnerProcess.start(Load(model_path=str(tmp_path / "missing.gguf")))

@@ -1,22 +1,26 @@
 """The server's side of a runner: start the subprocess, multiplex requests over its socket, stop it.
 
-No background task is needed: whichever caller is waiting for a frame reads the socket (one
-at a time, under a lock) and hands every frame it reads to the request it belongs to.
+No background task is needed: the socket is an asyncio protocol (the server runs on asyncio),
+so the event loop hands it the runner's bytes as they arrive; it queues each frame for the
+request it belongs to and wakes that request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -52,7 +56,6 @@ RunnerEvent = Token | Done
 STDERR_TAIL = 4000
 _FAULTS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS})
 """Signals a runner dies of when a compute kernel faults."""
-_BROKEN = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 class RunnerError(RequestError):
@@ -90,6 +93,62 @@ class RunnerRequestError(RunnerError):
         self.kind = kind
 
 
+class _Connection(asyncio.Protocol):
+    """The server's end of a runner's socket: decodes the bytes the event loop hands it into
+    frames, queues each for the request it belongs to (``pending``, keyed by request id, ``None``
+    for the load) and wakes that request's waiter."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.pending: dict[int | None, deque[FromRunner]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.malformed: str | None = None
+        self._decoder = FrameDecoder(FromRunner)
+        self._waiters: dict[int | None, asyncio.Future[None]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            self.malformed = str(exc)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        pending, waiters = self.pending, self._waiters
+        for frame in frames:
+            key = getattr(frame, "id", None)
+            queue = pending.get(key)
+            if queue is None:
+                if isinstance(frame, Error) and key is None:
+                    log.error("runner %d: %s", self.pid, frame.message)
+                continue
+            queue.append(frame)
+            waiter = waiters.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self, key: int | None) -> None:
+        """Return once a frame for ``key`` has been queued or the connection has closed."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[key] = waiter
+        try:
+            await waiter
+        finally:
+            if self._waiters.get(key) is waiter:
+                del self._waiters[key]
+
+
 class RunnerProcess:
     """One runner subprocess serving one loaded model. Create it with :meth:`start`."""
 
@@ -98,12 +157,8 @@ class RunnerProcess:
         self._workdir = workdir
         self._stderr_path = os.path.join(workdir, "stderr.log")
         self.config = config
-        self._stream: anyio.abc.ByteStream | None = None
+        self._connection = _Connection(process.pid)
         self._encoder = FrameEncoder()
-        self._decoder = FrameDecoder(FromRunner)
-        self._pending: dict[int | None, deque[FromRunner]] = {}
-        self._read_lock = anyio.Lock(fast_acquire=True)
-        self._send_lock = anyio.Lock()
         self._failure: RunnerError | None = None
         self._closing = False
         self._next_id = 0
@@ -147,7 +202,11 @@ class RunnerProcess:
         socket_path = os.path.join(workdir, "runner.sock")
         runner: RunnerProcess | None = None
         try:
-            async with await anyio.create_unix_listener(socket_path, mode=0o600) as listener:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(socket_path)
+                os.chmod(socket_path, 0o600)
+                listener.listen(1)
+                listener.setblocking(False)
                 with open(os.path.join(workdir, "stderr.log"), "wb") as stderr:
                     process = await anyio.open_process(
                         [python, "-m", "ollama_core.runner", "--socket", socket_path],
@@ -179,11 +238,12 @@ class RunnerProcess:
         log.info("runner %d ready for %s in %.2fs", runner.pid, config.model_path, runner.load_duration / 1e9)
         return runner
 
-    async def _connect(self, listener: anyio.abc.SocketListener) -> None:
-        accepted: list[anyio.abc.SocketStream] = []
+    async def _connect(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        accepted: list[socket.socket] = []
 
         async def accept() -> None:
-            accepted.append(await listener.accept())
+            accepted.append((await loop.sock_accept(listener))[0])
             group.cancel_scope.cancel()
 
         async def watch() -> None:
@@ -195,15 +255,15 @@ class RunnerProcess:
             group.start_soon(watch)
         if not accepted:
             raise RunnerCrashedError(_join(self._describe_exit(), self._stderr_tail()), self._exit_signal())
-        self._stream = accepted[0]
+        await loop.connect_accepted_socket(lambda: self._connection, accepted[0])
 
     async def _load(self) -> None:
-        self._pending[None] = deque()
+        self._connection.pending[None] = deque()
         try:
             await self._send(self.config)
             frame = await self._receive(None)
         finally:
-            self._pending.pop(None, None)
+            self._connection.pending.pop(None, None)
         if isinstance(frame, Error):
             with anyio.move_on_after(5):
                 await self._process.wait()
@@ -250,7 +310,7 @@ class RunnerProcess:
                     finished = True
                     raise RunnerRequestError(frame.message, frame.kind)
         finally:
-            self._pending.pop(request_id, None)
+            self._connection.pending.pop(request_id, None)
             if not finished and self._failure is None and not self._closing:
                 with anyio.CancelScope(shield=True), contextlib.suppress(RunnerError):
                     await self._send(Cancel(request_id))
@@ -308,8 +368,8 @@ class RunnerProcess:
         if process.returncode is None:
             process.kill()
             await process.wait()
-        if self._stream is not None:
-            await self._stream.aclose()
+        if self._connection.transport is not None:
+            self._connection.transport.abort()
 
     def _open(self) -> int:
         if self._failure is not None:
@@ -317,7 +377,7 @@ class RunnerProcess:
         if self._closing:
             raise RunnerError("the runner was stopped")
         self._next_id += 1
-        self._pending[self._next_id] = deque()
+        self._connection.pending[self._next_id] = deque()
         return self._next_id
 
     async def _call(self, request: Embed | Tokenize | Detokenize | Inspect) -> FromRunner:
@@ -326,69 +386,52 @@ class RunnerProcess:
             await self._send(msgspec.structs.replace(request, id=request_id))
             answer = await self._receive(request_id)
         finally:
-            self._pending.pop(request_id, None)
+            self._connection.pending.pop(request_id, None)
         if isinstance(answer, Error):
             raise RunnerRequestError(answer.message, answer.kind)
         return answer
 
     async def _send(self, frame: msgspec.Struct) -> None:
+        transport = self._connection.transport
+        if self._failure is None and (transport is None or transport.is_closing()):
+            await self._lost()
         if self._failure is not None:
             raise self._failure
-        assert self._stream is not None
-        data = self._encoder.encode(frame)
-        with anyio.CancelScope(shield=True):
-            async with self._send_lock:
-                try:
-                    await self._stream.send(data)
-                except _BROKEN:
-                    await self._lost()
-        if self._failure is not None:
-            raise self._failure
+        assert transport is not None
+        transport.write(self._encoder.encode(frame))
 
     async def _receive(self, request_id: int | None) -> FromRunner:
-        frames = self._pending[request_id]
+        connection = self._connection
+        frames = connection.pending[request_id]
         while not frames:
             if self._failure is not None:
                 raise self._failure
-            async with self._read_lock:
-                if frames or self._failure is not None:
-                    continue
-                await self._pump()
+            if connection.closed:
+                await self._lost()
+            else:
+                await connection.wait(request_id)
         return frames.popleft()
 
-    async def _pump(self) -> None:
-        """Read what the socket has and hand each complete frame to its request."""
-        assert self._stream is not None
-        try:
-            data = await self._stream.receive(1 << 16)
-            frames = self._decoder.feed(data)
-        except _BROKEN:
-            await self._lost()
-            return
-        except FrameError as exc:
-            log.error("runner %d sent a malformed frame: %s", self.pid, exc)
-            await self._lost()
-            await self._kill()
-            return
-        pending = self._pending
-        for frame in frames:
-            key = getattr(frame, "id", None)
-            queue = pending.get(key)
-            if queue is not None:
-                queue.append(frame)
-            elif isinstance(frame, Error) and key is None:
-                log.error("runner %d: %s", self.pid, frame.message)
-
     async def _lost(self) -> None:
-        """The connection is gone: record why, so that every waiting request fails with it."""
+        """The connection is gone: record why, so that every waiting request fails with it. A
+        runner that sent a malformed frame is killed."""
         if self._failure is not None:
             return
         if self._closing:
             self._failure = RunnerError("the runner was stopped")
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            await self._process.wait()
-        message = _join(self._describe_exit(), self._stderr_tail())
+        malformed = self._connection.malformed
+        with anyio.CancelScope(shield=True):
+            if malformed is not None:
+                await self._kill()
+            with anyio.move_on_after(5):
+                await self._process.wait()
+        if self._failure is not None:
+            return
+        if malformed is not None:
+            message = f"the runner process {self.pid} sent a malformed frame: {malformed}"
+        else:
+            message = _join(self._describe_exit(), self._stderr_tail())
         self._failure = RunnerCrashedError(message, self._exit_signal())
         log.error("%s", message)
 
