@@ -4,7 +4,8 @@ Every loop iteration builds one ``llama_batch`` holding the next token of each g
 sequence and prompt chunks of newly admitted ones, calls ``llama_decode`` once, samples each
 sequence that has logits and queues the resulting frames, which go out in one write. With a
 multimodal projector, the images and audio of a prompt are evaluated into their sequence between
-batch steps (see :mod:`ollama_core.runner.multimodal`).
+batch steps (see :mod:`ollama_core.runner.multimodal`). Embedding requests run on a context of
+their own (see :mod:`ollama_core.runner.embedding`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from ollama_core.runner.protocol import (
     Tokens,
     ToRunner,
 )
+from ollama_core.runner.batch import Batch
+from ollama_core.runner.embedding import EmbeddingContext, EmbeddingError
 from ollama_core.runner.inspect import inspect_pass
 from ollama_core.runner.multimodal import MediaPrompt, Projector, ProjectorError, image_token_budget, is_media
 from ollama_core.runner.sampling import GrammarError, Sampler, resolve_grammar
@@ -63,7 +66,6 @@ POOLING = {
     "rank": llama_cpp.LLAMA_POOLING_TYPE_RANK,
 }
 POOLING_NAMES = {value: name for name, value in POOLING.items()}
-MAX_EMBED_SEQS = 64
 REUSE_WEIGHT = 10
 """How many cached tokens a reused prompt token is worth when choosing a slot: a request takes the free
 slot that saves the most prompt work without discarding much more of another conversation's cache."""
@@ -103,38 +105,6 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, min(allowed, len(cores) or allowed))
-
-
-class _Batch:
-    """A reusable ``llama_batch`` over numpy arrays, one sequence id per token."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.token = np.zeros(capacity, np.int32)
-        self.pos = np.zeros(capacity, np.int32)
-        self.n_seq_id = np.ones(capacity, np.int32)
-        self.seq = np.zeros(capacity, np.int32)
-        self.logits = np.zeros(capacity, np.int8)
-        int_p = ctypes.POINTER(ctypes.c_int32)
-        base = self.seq.ctypes.data
-        self._seq_rows = (int_p * capacity)(*[ctypes.cast(base + 4 * i, int_p) for i in range(capacity)])
-        self.struct = llama_cpp.llama_batch(
-            n_tokens=0,
-            token=self.token.ctypes.data_as(int_p),
-            embd=None,
-            pos=self.pos.ctypes.data_as(int_p),
-            n_seq_id=self.n_seq_id.ctypes.data_as(int_p),
-            seq_id=ctypes.cast(self._seq_rows, ctypes.POINTER(int_p)),
-            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
-        )
-
-    def add_run(self, at: int, tokens: list[int], pos: int, seq_id: int, all_logits: bool) -> None:
-        """Place ``tokens`` of one sequence at batch index ``at``, positions from ``pos``."""
-        end = at + len(tokens)
-        self.token[at:end] = tokens
-        self.pos[at:end] = np.arange(pos, pos + len(tokens), dtype=np.int32)
-        self.seq[at:end] = seq_id
-        self.logits[at:end] = 1 if all_logits else 0
 
 
 class _Slot:
@@ -226,8 +196,7 @@ class Engine:
         self._tick = 0
         self._loras: list[Any] = []
         self.ctx: Any = None
-        self._embed_ctx: Any = None
-        self._embed_batch: _Batch | None = None
+        self._embedder: EmbeddingContext | None = None
         self.projector: Projector | None = None
         if load.kv_cache_type not in KV_TYPES:
             raise LoadError(f"unsupported kv_cache_type {load.kv_cache_type!r}; use one of {', '.join(KV_TYPES)}")
@@ -243,7 +212,7 @@ class Engine:
             self.embedding_only = load.embedding or self._gguf_pooling() not in (None, llama_cpp.LLAMA_POOLING_TYPE_NONE)
             self._load_loras()
             if self.embedding_only:
-                self._embedding_context()
+                self._embedder = self._embedding_context()
                 self.n_ctx = max(4, load.num_ctx)
                 self.slots: list[_Slot] = []
             else:
@@ -263,7 +232,7 @@ class Engine:
             eos=llama_cpp.llama_vocab_eos(self.vocab),
             add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self.vocab)),
             embedding_only=self.embedding_only,
-            pooling=POOLING_NAMES.get(self.pooling) if self.embedding_only or self._embed_ctx else None,
+            pooling=POOLING_NAMES.get(self.pooling) if self.embedding_only or self._embedder else None,
             gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
             load_duration=time.perf_counter_ns() - started,
         )
@@ -365,7 +334,7 @@ class Engine:
         self.n_ctx = min(num_ctx, llama_cpp.llama_n_ctx_seq(ctx))
         self.n_batch = llama_cpp.llama_n_batch(ctx)
         self.slots = [_Slot(i) for i in range(parallel)]
-        self._batch = _Batch(max(self.n_batch, parallel))
+        self._batch = Batch(max(self.n_batch, parallel))
         if load.projector_path:
             use_gpu = load.n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
             try:
@@ -374,35 +343,24 @@ class Engine:
             except ProjectorError as exc:
                 raise LoadError(str(exc)) from exc
 
-    def _embedding_context(self) -> None:
-        load = self.load
-        num_ctx = max(4, load.num_ctx)
+    def _embedding_context(self) -> EmbeddingContext:
         params = self._context_params()
-        params.embeddings = True
-        params.pooling_type = self.pooling
-        params.n_ctx = num_ctx
-        params.n_batch = params.n_ubatch = num_ctx
-        params.n_seq_max = min(MAX_EMBED_SEQS, llama_cpp.llama_max_parallel_sequences())
-        params.kv_unified = True
-        ctx = llama_cpp.llama_init_from_model(self.model, params)
-        if not ctx:
-            raise LoadError("unable to create the embedding context (out of memory?)")
-        self._embed_ctx = ctx
-        self._apply_loras(ctx)
-        self._embed_n_batch = llama_cpp.llama_n_ubatch(ctx)
-        self._embed_n_seq = params.n_seq_max
-        self._embed_batch = _Batch(self._embed_n_batch)
-        out_dim = llama_cpp.llama_model_n_cls_out(self.model) if self.pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK else 0
-        self._embed_dim = out_dim or self.n_embd
+        params.n_ctx = max(4, self.load.num_ctx)
+        try:
+            embedder = EmbeddingContext(self.model, params, self.pooling, self.n_embd)
+        except EmbeddingError as exc:
+            raise LoadError(str(exc)) from exc
+        self._apply_loras(embedder.ctx)
+        return embedder
 
     def _warm_up(self) -> None:
         """Decode two tokens and forget them, so that the load, not the first request, meets
         kernels that fail on this machine (the matrix kernels run on batches of two or more)."""
-        if self.embedding_only:
+        if self._embedder is not None:
             try:
-                self._embed_group([[0, 1]])
-            except RequestFailed as exc:
-                raise LoadError(f"the warm-up failed: {exc.message}") from None
+                self._embedder.embed([[0, 1]])
+            except EmbeddingError as exc:
+                raise LoadError(f"the warm-up failed: {exc}") from None
             return
         self._batch.add_run(0, [0, 1], 0, 0, False)
         self._batch.logits[1] = 1
@@ -421,9 +379,9 @@ class Engine:
         if self.projector is not None:
             self.projector.close()
             self.projector = None
-        if self._embed_ctx:
-            llama_cpp.llama_free(self._embed_ctx)
-            self._embed_ctx = None
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
         if self.ctx:
             llama_cpp.llama_free(self.ctx)
             self.ctx = None
@@ -497,7 +455,7 @@ class Engine:
         embedding = self.embedding_only
         if embedding:
             params.pooling_type = self.pooling
-        width = self._embed_dim if embedding else self.n_vocab
+        width = self._embedder.dim if self._embedder is not None and embedding else self.n_vocab
         final, tensors = inspect_pass(self.model, params, list(req.tokens), req.tensors, embedding=embedding,
                                       width=width)
         return Inspection(id=req.id, final=final, tensors=tensors, width=self.n_embd)
@@ -911,24 +869,18 @@ class Engine:
 
     def _embed(self, req: Embed) -> Embeddings:
         started = time.perf_counter_ns()
-        if self._embed_ctx is None:
+        if self._embedder is None:
             try:
-                self._embedding_context()
+                self._embedder = self._embedding_context()
             except LoadError as exc:
                 raise RequestFailed(str(exc), "internal") from exc
-        limit = min(self._embed_n_batch, max(4, self.load.num_ctx))
+        embedder = self._embedder
+        limit = min(embedder.n_batch, max(4, self.load.num_ctx))
         inputs = [self._embed_tokens(item, limit, req.truncate) for item in req.inputs]
-        vectors: list[list[float]] = []
-        group: list[list[int]] = []
-        used = 0
-        for tokens in inputs:
-            if group and (used + len(tokens) > self._embed_n_batch or len(group) >= self._embed_n_seq):
-                vectors.extend(self._embed_group(group))
-                group, used = [], 0
-            group.append(tokens)
-            used += len(tokens)
-        if group:
-            vectors.extend(self._embed_group(group))
+        try:
+            vectors = embedder.embed(inputs)
+        except EmbeddingError as exc:
+            raise RequestFailed(str(exc), "internal") from exc
         return Embeddings(
             id=req.id,
             embeddings=vectors,
@@ -966,30 +918,6 @@ class Engine:
                 room = max(0, limit - len(prefix) - len(suffix))
                 return prefix + plain[:room] + suffix
         return tokens[:limit]
-
-    def _embed_group(self, group: list[list[int]]) -> list[list[float]]:
-        ctx = self._embed_ctx
-        batch = self._embed_batch
-        assert batch is not None
-        mem = llama_cpp.llama_get_memory(ctx)
-        if mem:
-            llama_cpp.llama_memory_clear(mem, True)
-        n = 0
-        for seq_id, tokens in enumerate(group):
-            batch.add_run(n, tokens, 0, seq_id, True)
-            n += len(tokens)
-        batch.struct.n_tokens = n
-        rc = llama_cpp.llama_decode(ctx, batch.struct)
-        if rc != 0:
-            raise RequestFailed(f"embedding failed (llama_decode returned {rc})", "internal")
-        dim = self._embed_dim
-        vectors: list[list[float]] = []
-        for seq_id in range(len(group)):
-            ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
-            if not ptr:
-                raise RequestFailed("the model produced no pooled embedding", "internal")
-            vectors.append(ptr[:dim])
-        return vectors
 
 
 def _drop_stopped(logprobs: list[Logprob], length: int, cut: int) -> None:
