@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ from ollama_core.backends.discovery import discover
 from ollama_core.backends.plan import LoadPlan, PlanRequest, PlanSettings, plan_load
 from ollama_core.descriptors import Parser, RenderedPrompt, RenderRequest
 from ollama_core.errors import RequestError
+from ollama_core.generation import Chunk, Final, ThinkingFirst, finish, parse_chunk
 from ollama_core.gguf import GGUFError
 from ollama_core.media import DEFAULT_SAMPLE_RATE, MEDIA_MARKER, Media, collect_media, mark_media
 from ollama_core.model_facts import ModelFacts, ModelInspector
@@ -34,7 +35,7 @@ from ollama_core.names import InvalidNameError, ModelName
 from ollama_core.options import DEFAULT_OPTIONS, OptionTypeError, OptionValueError, merge_options
 from ollama_core.plugins import Registries
 from ollama_core.runner import RunnerProcess
-from ollama_core.runner.protocol import Done, Embed, Generate, Load, Logprob, Token
+from ollama_core.runner.protocol import Done, Embed, Generate, Load, Token
 from ollama_core.runner.protocol import Options as SamplingOptions
 from ollama_core.scheduler import LoadedModel, LoadRequest, NeedsRoom, Scheduler
 from ollama_core.settings import FOREVER, Settings, parse_duration
@@ -46,34 +47,6 @@ DEFAULT_NUM_CTX = 4096
 LOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap")
 _SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "repeat_penalty",
              "presence_penalty", "frequency_penalty", "seed")
-
-
-@dataclass
-class Chunk:
-    """Parsed output so far: new content, thinking, whole tool calls, and the log probabilities of
-    the tokens generated since the last chunk when they were asked for."""
-
-    content: str = ""
-    thinking: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    logprobs: list[Logprob] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.content or self.thinking or self.tool_calls or self.logprobs)
-
-
-@dataclass
-class Final:
-    """The end of a generation, with Ollama's metrics (durations in ns)."""
-
-    done_reason: str
-    total_duration: int
-    load_duration: int
-    prompt_eval_count: int
-    prompt_eval_duration: int
-    eval_count: int
-    eval_duration: int
-    context: list[int] | None = None
 
 
 @dataclass
@@ -400,7 +373,7 @@ class Inference:
         With ``think`` and a ``format`` or ``grammar``, it constrains only the answer, as Ollama does:
         generation starts unconstrained; when the parser sees the first answer content (or tool
         call), that sequence is cancelled and generation resumes from the end of the thinking
-        with the format's grammar (see :class:`_ThinkingFirst`). Closing the iterator early
+        with the format's grammar (see :class:`ollama_core.generation.ThinkingFirst`). Closing the iterator early
         cancels the sequence in the runner. ``logprobs`` puts each generated token's log
         probability, with its ``top_logprobs`` alternatives, on the chunk that carries its text.
         """
@@ -426,9 +399,9 @@ class Inference:
         )
         async with self.scheduler.acquire(self._load_request(target, options), keep_alive) as loaded:
             load_duration = time.monotonic_ns() - started
-            first: _ThinkingFirst | None = None
+            first: ThinkingFirst | None = None
             if (format or grammar) and think and parser is not None and isinstance(prompt, str):
-                first = _ThinkingFirst(parser)
+                first = ThinkingFirst(parser)
                 free = msgspec.structs.replace(job, format=None, grammar=None)
                 async with aclosing(loaded.runner.generate(free)) as events:
                     async for event in events:
@@ -441,7 +414,7 @@ class Inference:
                             if first.kept is not None:
                                 break
                         elif isinstance(event, Done):
-                            async for item in _finish(event, parser, started, load_duration, target):
+                            async for item in finish(event, parser, started, load_duration, target):
                                 yield item
                             return
                 assert first.kept is not None
@@ -449,14 +422,14 @@ class Inference:
             async with aclosing(loaded.runner.generate(job)) as events:
                 async for event in events:
                     if isinstance(event, Token):
-                        chunk = _parse(parser, event.text) if parser else Chunk(content=event.text)
+                        chunk = parse_chunk(parser, event.text) if parser else Chunk(content=event.text)
                         chunk.logprobs = event.logprobs
                         if chunk:
                             yield chunk
                     elif isinstance(event, Done):
                         if first is not None:
                             first.add_metrics(event)
-                        async for item in _finish(event, parser, started, load_duration, target):
+                        async for item in finish(event, parser, started, load_duration, target):
                             yield item
 
     async def embed(
@@ -513,93 +486,3 @@ def _special_token(gguf: Any, which: str) -> str:
     except (KeyError, GGUFError, OSError):
         return ""
     return str(tokens[token_id]) if 0 <= token_id < len(tokens) else ""
-
-
-class _ThinkingFirst:
-    """The unconstrained first phase of a generation whose format applies after the thinking.
-
-    Feeds the raw output to the parser until the first answer content or tool call; that
-    chunk's thinking is passed on and the rest held back. ``kept`` is then the raw output
-    before the answer (the thinking with its markers), which the constrained second phase
-    continues from; its slot's cached tokens make that continuation cheap.
-    """
-
-    def __init__(self, parser: Parser) -> None:
-        self.parser = parser
-        self.raw = ""
-        self.kept: str | None = None
-        self.tokens = 0
-        self.started = time.perf_counter_ns()
-        self.first_token = 0
-        self.ended = 0
-
-    def feed(self, text: str) -> Chunk:
-        """Parse one piece; returns what may be streamed now."""
-        now = time.perf_counter_ns()
-        self.first_token = self.first_token or now
-        self.tokens += 1
-        before = self.raw
-        self.raw += text
-        chunk = _parse(self.parser, text)
-        if not (chunk.content.strip() or chunk.tool_calls):
-            return chunk
-        self.ended = now
-        at = self.raw.rfind(chunk.content) if chunk.content else -1
-        self.kept = self.raw[:at] if at >= 0 else before
-        return Chunk(thinking=chunk.thinking)
-
-    def resume(self, job: Generate, prompt: str) -> Generate:
-        """The constrained second phase: the prompt plus the thinking, the rest of the token budget."""
-        num_predict = job.num_predict
-        if num_predict > 0:
-            num_predict = max(1, num_predict - self.tokens)
-        return msgspec.structs.replace(job, prompt=prompt, num_predict=num_predict)
-
-    def add_metrics(self, done: Done) -> None:
-        """Count the first phase's tokens and time into the final metrics."""
-        m = done.metrics
-        m.eval_count += self.tokens
-        m.eval_duration += self.ended - self.first_token
-        m.prompt_eval_duration += self.first_token - self.started
-
-
-async def _finish(
-    done: Done, parser: Parser | None, started: int, load_duration: int, target: Target
-) -> AsyncIterator[Chunk | Final]:
-    if parser is not None:
-        tail = _collect(parser.finish())
-        if tail:
-            yield tail
-    final = _final(done, started, load_duration)
-    metrics.record_generation(target.display, final.prompt_eval_count, final.eval_count)
-    yield final
-
-
-def _collect(events: Sequence[Any]) -> Chunk:
-    chunk = Chunk()
-    for event in events:
-        if event.kind == "content":
-            chunk.content += event.text
-        elif event.kind == "thinking":
-            chunk.thinking += event.text
-        elif event.kind == "tool_call" and event.tool_call is not None:
-            chunk.tool_calls.append(dict(event.tool_call))
-    return chunk
-
-
-def _parse(parser: Parser, text: str) -> Chunk:
-    return _collect(parser.feed(text))
-
-
-def _final(done: Done, started: int, load_duration: int) -> Final:
-    m = done.metrics
-    return Final(
-        done_reason=done.done_reason,
-        total_duration=time.monotonic_ns() - started,
-        load_duration=load_duration,
-        prompt_eval_count=m.prompt_eval_count,
-        prompt_eval_duration=m.prompt_eval_duration,
-        eval_count=m.eval_count,
-        eval_duration=m.eval_duration,
-        context=done.context,
-    )

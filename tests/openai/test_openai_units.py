@@ -17,7 +17,7 @@ from ollama_api.openai.schemas import ChatCompletionRequest, ResponsesRequest
 from ollama_api.openai.sse import data_frame, event_stream, open_events
 from ollama_api.openai.tool_choice import plan_tools
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final
+from ollama_core.generation import Chunk, Final
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
 OTHER = {"type": "function", "function": {"name": "g"}}

@@ -36,7 +36,7 @@ from ollama_api.openai.sse import data_frame, event_stream, open_events
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final
+from ollama_core.generation import Chunk, Final
 from ollama_core.media import AUDIO_FORMATS, Media, media_kind
 
 MAX_FILE_BYTES = 25 << 20

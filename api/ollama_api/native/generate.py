@@ -19,7 +19,8 @@ from ollama_api.native.inference_schemas import (
 from ollama_api.wire import inference_response, json_response, utc_now
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final, Target, parse_keep_alive
+from ollama_core.generation import Chunk, Final
+from ollama_core.inference import Target, parse_keep_alive
 from ollama_core.media import place_raw_media
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from ollama_api.native.schemas import ModelDetails
-from ollama_core.inference import Logprob
+from ollama_core.generation import Logprob
 
 KeepAlive = str | float | None
 Think = bool | str | None

@@ -45,7 +45,7 @@ from ollama_api.openai.tool_choice import plan_tools
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Final
+from ollama_core.generation import Final
 
 
 def _tool_name(messages: list[Message], call_id: str | None) -> str | None:

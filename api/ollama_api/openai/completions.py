@@ -24,7 +24,7 @@ from ollama_api.openai.sse import DONE, data_frame, event_stream, open_events
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Final, Logprob
+from ollama_core.generation import Final, Logprob
 
 Prompt = str | list[int]
 

@@ -17,7 +17,8 @@ from ollama_api.native.checks import check_think, require
 from ollama_api.openai.tool_choice import ToolPlan
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final, Logprob, Target, parse_keep_alive
+from ollama_core.generation import Chunk, Final, Logprob
+from ollama_core.inference import Target, parse_keep_alive
 
 Events = AsyncGenerator[Chunk | Final, None]
 

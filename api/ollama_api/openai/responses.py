@@ -68,7 +68,7 @@ from ollama_api.openai.tool_choice import ToolPlan, plan_tools
 from ollama_api.wire import json_response
 from ollama_core.context import ServerContext
 from ollama_core.errors import RequestError
-from ollama_core.inference import Chunk, Final
+from ollama_core.generation import Chunk, Final
 
 ROLES = {"developer": "system"}
 

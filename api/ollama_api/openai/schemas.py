@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ollama_core.inference import Logprob
+from ollama_core.generation import Logprob
 
 KeepAlive = str | float | None
 Stop = str | list[str] | None
