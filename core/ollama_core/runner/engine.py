@@ -179,6 +179,10 @@ class _Sequence:
         if self.media is not None:
             self.media.close()
 
+    def text_prompt(self) -> list[int]:
+        """The prompt's token ids without the positions of its media."""
+        return [t for t in self.prompt if not is_media(t)] if self.media is not None else self.prompt
+
 
 class Engine:
     """Loads a model and serves frames until :class:`Shutdown`. Not thread-safe: one thread drives it."""
@@ -606,7 +610,7 @@ class Engine:
             seq.n_done = reuse
             seq.metrics.prompt_cached = reuse
             seq.metrics.slot = best.seq_id
-            seq.sampler.feed_prompt([t for t in prompt if not is_media(t)] if seq.media is not None else prompt)
+            seq.sampler.feed_prompt(seq.text_prompt())
             seq.t_start = time.perf_counter_ns()
             bisect.insort(self._active, seq, key=_slot_order)
 
@@ -833,8 +837,7 @@ class Engine:
             metrics.eval_duration = time.perf_counter_ns() - seq.t_prompt
         context = None
         if seq.return_context:
-            prompt = [t for t in seq.prompt if not is_media(t)] if seq.media is not None else seq.prompt
-            context = prompt + seq.generated
+            context = seq.text_prompt() + seq.generated
         self._emit(Done(id=seq.id, done_reason=reason, metrics=metrics, tokens=seq.generated, context=context))  # type: ignore[arg-type]
         self._release(seq)
 
